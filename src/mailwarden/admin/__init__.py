@@ -1,0 +1,1 @@
+"""The admin CLI: ``mailwarden <family> <verb> ...``; one module per command family."""

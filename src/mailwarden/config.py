@@ -1,0 +1,217 @@
+"""Settings: load and validate mailwarden's TOML configuration.
+
+Who calls it: every ``__main__`` (CLI, daemons, the pipe LDA) once at start-up; the
+resulting frozen ``Settings`` is passed down. Nothing reads configuration from globals.
+
+Where the file comes from: ``--config PATH``, else ``$MAILWARDEN_CONFIG``, else
+``/etc/mailwarden/mailwarden.toml``; when none of these exists (and none was named
+explicitly) the embedded default is used: SQLite at ``/var/lib/mailwarden/mailwarden.db``.
+
+Errors: ``ConfigError`` naming the file and the key for a missing named file, bad TOML,
+an unknown section or key, or a value of the wrong type or range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailwarden.errors import ConfigError
+
+DEFAULT_PATH = "/etc/mailwarden/mailwarden.toml"
+DEFAULT_DB_URL = "sqlite:////var/lib/mailwarden/mailwarden.db"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = DEFAULT_DB_URL
+    # Seconds to wait for a connection before the store counts as unavailable.
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    root: str = "/var/mail/vhosts"
+    uid: int = 5000
+    gid: int = 5000
+    layout: str = "flat"  # "flat" = domain/local/, "hashed" = d/o/domain/local/
+    recipient_delimiter: str = "+"
+    password_scheme: str = "sha512-crypt"
+    quota_full_tempfail: bool = True  # RFC 3463: a full mailbox is a transient failure (4.2.2)
+    quota_warning_percent: tuple[int, ...] = (90,)
+    junk_folder: str = "Junk"
+    postmaster: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LdaSettings:
+    lmtp_listen: tuple[str, ...] = ("unix:/run/mailwarden/lmtp.sock",)
+    # How vacation replies and quota warnings leave: "sendmail" or "smtp".
+    sendmail: str = "/usr/sbin/sendmail"
+    submit: str = "sendmail"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    metrics_dir: str = "/var/lib/mailwarden/metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    listen: tuple[str, ...] = ("127.0.0.1:10040",)
+    checks: tuple[str, ...] = (
+        "relay",
+        "recipient",
+        "quota",
+        "sendas",
+        "access",
+        "limits",
+        "ratelimit",
+    )
+    cache_ttl: float = 5.0
+    cache_size: int = 10000
+    max_recipients: int = 1000
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    listen: tuple[str, ...] = ("inet:8894@127.0.0.1",)
+    clamd: str = "unix:/run/clamav/clamd.ctl"
+    spamd: str = "127.0.0.1:783"
+    clamd_failure: str = "tempfail"  # or "accept"
+    spamd_failure: str = "accept"  # or "tempfail"
+    spam_max_size: int = 512 * 1024
+    spam_reject_score: float = 0.0  # 0 = never reject on score at SMTP time
+    virus_action: str = "reject"  # reject | discard | quarantine
+    max_received: int = 50
+    scan_authenticated_spam: bool = False
+    scanner_timeout: float = 30.0
+    spool_threshold: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9190"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    lda: LdaSettings = field(default_factory=LdaSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    milter: MilterSettings = field(default_factory=MilterSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    source: str = "(built-in defaults)"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseSettings,
+    "mail": MailSettings,
+    "lda": LdaSettings,
+    "policy": PolicySettings,
+    "milter": MilterSettings,
+    "metrics": MetricsSettings,
+}
+
+
+def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> tuple[str, bool]:
+    """Return (path, named): the file to read and whether the user named it."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return explicit, True
+    if env.get("MAILWARDEN_CONFIG"):
+        return env["MAILWARDEN_CONFIG"], True
+    return DEFAULT_PATH, False
+
+
+def load(explicit: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Load settings from the file that applies; built-in defaults when there is none."""
+    path, named = config_path(explicit, environ)
+    if not Path(path).exists():
+        if named:
+            raise ConfigError(f"{path}: configuration file not found")
+        return Settings()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return from_dict(data, source=path)
+
+
+def from_dict(data: dict[str, Any], source: str = "(dict)") -> Settings:
+    """Build validated settings from parsed TOML; unknown keys are errors."""
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        sections[name] = _section(cls, name, value, source)
+    settings = Settings(**sections, source=source)
+    _validate(settings)
+    return settings
+
+
+def _section(cls: type[Any], name: str, values: dict[str, Any], source: str) -> Any:
+    defaults = cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {name}.{key}")
+        kwargs[key] = _coerce(getattr(defaults, key), value, f"{name}.{key}", source)
+    return cls(**kwargs)
+
+
+def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
+    """Check a TOML value against the type of its default."""
+    if isinstance(default, tuple):
+        items = [value] if isinstance(value, str | int) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{source}: {key} must be a list")
+        elem = type(default[0]) if default else str
+        if not all(isinstance(v, elem) and not isinstance(v, bool) for v in items):
+            raise ConfigError(f"{source}: {key} must be a list of {elem.__name__}")
+        return tuple(items)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ConfigError(f"{source}: {key} must be {type(default).__name__}")
+    return value
+
+
+_CHOICES = {
+    ("mail", "layout"): ("flat", "hashed"),
+    ("mail", "password_scheme"): ("sha512-crypt", "argon2id"),
+    ("lda", "submit"): ("sendmail", "smtp"),
+    ("milter", "clamd_failure"): ("tempfail", "accept"),
+    ("milter", "spamd_failure"): ("tempfail", "accept"),
+    ("milter", "virus_action"): ("reject", "discard", "quarantine"),
+}
+
+
+def _validate(s: Settings) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(s, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{s.source}: {section}.{key} must be one of {', '.join(allowed)}")
+    if not s.database.url.startswith(("sqlite:///", "mysql://")):
+        raise ConfigError(f"{s.source}: database.url must start with sqlite:/// or mysql://")
+    if not os.path.isabs(s.mail.root):
+        raise ConfigError(f"{s.source}: mail.root must be an absolute path")
+    if not 0 <= s.mail.uid < 2**32 or not 0 <= s.mail.gid < 2**32:
+        raise ConfigError(f"{s.source}: mail.uid and mail.gid must be valid ids")
+    if any(not 0 < p <= 100 for p in s.mail.quota_warning_percent):
+        raise ConfigError(f"{s.source}: mail.quota_warning_percent values must be 1..100")
