@@ -37,6 +37,7 @@ FAMILIES = (
     "ratelimit",
     "quota",
     "traffic",
+    "policyd",
     "daemons",
 )
 
