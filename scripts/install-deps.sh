@@ -105,11 +105,14 @@ create_users() {
 }
 
 cleanup_spamassassin() {
-  local pid
-  # spamassassin's postinst leaves a gpg-agent for sa-update's keyring running.
+  local proc pid
+  # spamassassin's postinst leaves a gpg-agent for sa-update's keyring running
+  # (found via /proc: minimal images have no procps/pgrep).
   if [ "${MAILWARDEN_KEEP_GPG_AGENT:-0}" != 1 ]; then
-    for pid in $(pgrep -x gpg-agent || true); do
-      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'sa-update-keys'; then
+    for proc in /proc/[0-9]*; do
+      [ "$(cat "$proc/comm" 2>/dev/null)" = gpg-agent ] || continue
+      if tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -q 'sa-update-keys'; then
+        pid=${proc#/proc/}
         kill "$pid" 2>/dev/null || true
       fi
     done

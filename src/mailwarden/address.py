@@ -339,13 +339,14 @@ def maildir_relpath(addr: Address, layout: str = "flat") -> str:
 
     ``flat``:   ``example.com/user/``
     ``hashed``: ``e/x/example.com/user/`` (first two characters of the domain; ``_``
-                stands in for the second one of a one-character domain)
+                stands in for the second one when the first label has one character,
+                as in ``a.example`` -> ``a/_/a.example/user/``)
     The trailing slash is what tells Postfix ``virtual`` and Dovecot it is a Maildir.
     """
     if layout == "flat":
         parts = [addr.domain, addr.local]
     elif layout == "hashed":
-        second = addr.domain[1] if len(addr.domain) > 1 else "_"
+        second = addr.domain[1:2].replace(".", "") or "_"
         parts = [addr.domain[:1], second, addr.domain, addr.local]
     else:
         raise ValueError(f"unknown maildir layout {layout!r}; use one of {', '.join(LAYOUTS)}")

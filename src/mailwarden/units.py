@@ -10,6 +10,7 @@ Errors: ``UsageError`` naming the bad value and the accepted forms.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from mailwarden.errors import UsageError
 
@@ -25,7 +26,8 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if not m:
         raise UsageError(f"invalid size {text!r}: use a number with K, M, G or T (e.g. 500M, 2G, 0)")
-    value = int(float(m.group(1)) * _SIZE_FACTOR[m.group(2).lower()])
+    # Decimal keeps whole numbers exact beyond 2**53 (float would round them).
+    value = int(Decimal(m.group(1)) * _SIZE_FACTOR[m.group(2).lower()])
     if value > _MAX_SIZE:
         raise UsageError(f"invalid size {text!r}: too large")
     return value
