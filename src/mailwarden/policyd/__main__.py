@@ -1,0 +1,140 @@
+"""``mailwarden policyd``: wire the policy daemon together and run it until SIGTERM.
+
+Usage: ``mailwarden [--config PATH] policyd [--listen ADDR]... [--metrics HOST:PORT]
+[--log-level LEVEL]``, or ``python -m mailwarden.policyd`` with the same options.
+``ADDR`` is ``HOST:PORT`` (also ``inet:HOST:PORT``, ``[v6]:PORT``) or ``unix:/path``;
+``--listen`` replaces ``policy.listen`` from the config, ``--metrics`` replaces
+``metrics.listen`` (``none`` switches the endpoint off).
+
+This is the only module that names the concrete classes (DESIGN §3.6): settings are
+loaded once and passed down. Readiness: the line ``policyd: listening on ...`` is logged
+once every socket is bound. SIGTERM/SIGINT close the listeners and exit 0.
+
+Errors: a config or listen problem exits 1 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from mailwarden import config
+from mailwarden.config import Settings
+from mailwarden.errors import ConfigError, MailwardenError
+from mailwarden.metrics import PolicyMetrics
+from mailwarden.policyd.cache import TTLCache
+from mailwarden.policyd.checks import Engine
+from mailwarden.policyd.server import PolicyServer
+from mailwarden.policyd.state import Transactions
+from mailwarden.store.db import Database
+
+log = logging.getLogger("mailwarden.policyd")
+WORKERS = 16
+
+
+def parse_listen(text: str) -> tuple[str, str, int]:
+    """``("unix", path, 0)`` or ``("tcp", host, port)``; ConfigError when unusable."""
+    value = text.strip()
+    if value.startswith("unix:"):
+        path = value[5:]
+        if not os.path.isabs(path):
+            raise ConfigError(f"listen address {text!r}: unix socket path must be absolute")
+        return "unix", path, 0
+    value = value.removeprefix("inet:")
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen address {text!r}: expected HOST:PORT or unix:/path")
+    return "tcp", host, int(port)
+
+
+async def _listen(server: PolicyServer, address: str) -> asyncio.AbstractServer:
+    kind, where, port = parse_listen(address)
+    if kind == "tcp":
+        return await asyncio.start_server(server.handle, where, port, limit=2**20, backlog=1024)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(where).st_mode):
+            os.unlink(where)  # a stale socket from an earlier run
+    srv = await asyncio.start_unix_server(server.handle, where, limit=2**20, backlog=1024)
+    os.chmod(where, 0o666)  # noqa: S103 - smtpd runs as postfix, Exim as Debian-exim
+    return srv
+
+
+def build(settings: Settings, registry: CollectorRegistry) -> PolicyServer:
+    metrics = PolicyMetrics.create(registry)
+    db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
+    cache = TTLCache(settings.policy.cache_ttl, settings.policy.cache_size)
+    engine = Engine(settings, db, cache, Transactions(), metrics=metrics)
+    executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="policyd-store")
+    return PolicyServer(engine, executor, metrics, request_timeout=settings.policy.request_timeout)
+
+
+async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str) -> int:
+    registry = CollectorRegistry()
+    server = build(settings, registry)
+    servers = [await _listen(server, address) for address in listen]
+    if metrics_listen and metrics_listen != "none":
+        _, host, port = parse_listen(metrics_listen)
+        start_http_server(port, host, registry=registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.warning("policyd: listening on %s", ", ".join(listen))
+    await stop.wait()
+    for srv in servers:
+        srv.close()
+    server.executor.shutdown(wait=False, cancel_futures=True)
+    log.warning("policyd: stopped")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen", action="append", metavar="ADDR", help="HOST:PORT or unix:/path (repeatable)"
+    )
+    parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint, or 'none'")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="'info' logs one line per decision (default)",
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    listen = tuple(args.listen or settings.policy.listen)
+    for address in listen:
+        parse_listen(address)  # fail before binding anything
+    return asyncio.run(amain(settings, listen, args.metrics or settings.metrics.listen))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailwarden-policyd")
+    parser.add_argument("--config", metavar="PATH")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(config.load(args.config), args)
+    except MailwardenError as exc:
+        print(f"mailwarden policyd: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The asyncio policy server: connections, timeouts, the failure policy, logs, metrics.
+
+Who calls it: ``policyd.__main__`` builds a ``PolicyServer`` and listens on TCP and/or
+unix sockets. Postfix keeps one persistent connection per smtpd process (up to 100 by
+default) and sends many requests over it; Exim's ``${readsocket}`` sends one request,
+half-closes, reads the answer until EOF. Both are served by the same loop.
+
+Per request: ``Engine.cache_pass`` in the event loop (no thread hop when the cache holds
+everything); on a miss ``Engine.store_pass`` in a worker thread, bounded by
+``policy.request_timeout``. Failure policy (DESIGN §3.2): a store error, a timeout or
+any exception answers 4.3.0 (``DEFER_IF_PERMIT`` / Exim ``defer``) and logs; never DUNNO,
+never 5xx. Nothing failed is cached, so the next request tries the store again.
+
+Bad peers: a malformed request (see ``protocol``) is logged and the connection closed
+without a reply; a client that stalls in the middle of a request is closed after
+``request_timeout``; an idle connection after ``IDLE_TIMEOUT``; connections beyond
+``MAX_CONNECTIONS`` are closed at once.
+
+Logs: one line per decision (state, instance, sender, recipient, client, check, reply,
+milliseconds). Metrics: ``PolicyMetrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from itertools import count
+
+from mailwarden.errors import StoreError
+from mailwarden.metrics import PolicyMetrics
+from mailwarden.policyd.checks import Decision, Engine, NeedStore
+from mailwarden.policyd.protocol import Decoder, ProtocolError, Request, encode
+from mailwarden.verdict import tempfail
+
+log = logging.getLogger("mailwarden.policyd")
+
+IDLE_TIMEOUT = 600.0  # Postfix closes idle connections after 300 s (max_idle)
+MAX_CONNECTIONS = 2000
+READ_SIZE = 65536
+
+
+def result_label(decision: Decision) -> str:
+    verdict = decision.verdict
+    if verdict.ok:
+        return "permit" if decision.permit or verdict.headers else "dunno"
+    return "defer" if verdict.temporary else "reject"
+
+
+class PolicyServer:
+    def __init__(
+        self,
+        engine: Engine,
+        executor: Executor,
+        metrics: PolicyMetrics,
+        *,
+        request_timeout: float = 10.0,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.engine = engine
+        self.executor = executor
+        self.metrics = metrics
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.open = 0
+        self._ids = count(1)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one client connection until EOF, error or timeout."""
+        conn = next(self._ids)
+        if self.open >= self.max_connections:
+            log.warning("conn=%d refused: %d connections open", conn, self.open)
+            writer.close()
+            return
+        self.open += 1
+        self.metrics.connections.inc()
+        try:
+            await self._serve(conn, reader, writer)
+        except (ConnectionError, OSError) as exc:
+            log.info("conn=%d closed by peer: %s", conn, exc)
+        finally:
+            self.open -= 1
+            self.metrics.connections.dec()
+            writer.close()
+
+    async def _serve(
+        self, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        decoder = Decoder()
+        instance = ""
+        while True:
+            timeout = self.request_timeout if decoder.pending else self.idle_timeout
+            try:
+                data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+            except TimeoutError:
+                if decoder.pending:
+                    log.warning("conn=%d closed: incomplete request for %.0fs", conn, timeout)
+                return
+            if not data:
+                return
+            try:
+                requests = decoder.feed(data)
+            except ProtocolError as exc:
+                log.warning("conn=%d closed without reply: malformed request: %s", conn, exc)
+                return
+            for req in requests:
+                if instance and req.instance != instance:
+                    self.engine.transactions.drop(instance)  # that transaction ended
+                instance = req.instance
+                writer.write(await self.answer(req))
+            await writer.drain()
+
+    async def answer(self, req: Request) -> bytes:
+        """Decide ``req`` and return the encoded reply; never raises."""
+        started = time.perf_counter()
+        decision = await self.decide(req)
+        try:
+            self.engine.apply(req, decision)
+        except Exception:
+            log.exception("transaction bookkeeping failed")
+        reply = encode(decision.verdict, req, permit=decision.permit)
+        elapsed = time.perf_counter() - started
+        self._account(req, decision, reply, elapsed)
+        return reply
+
+    async def decide(self, req: Request) -> Decision:
+        now = int(self.engine.clock())
+        try:
+            return self.engine.cache_pass(req, now)
+        except NeedStore:
+            pass
+        except Exception:
+            log.exception("policy check failed")
+            return Decision(tempfail("Policy service error, try again later"))
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self.executor, self.engine.store_pass, req, now)
+        try:
+            return await asyncio.wait_for(job, self.request_timeout)
+        except TimeoutError:
+            self.metrics.store_errors.inc()
+            log.error("policy lookup timed out after %.1fs", self.request_timeout)
+            return Decision(tempfail("Policy lookup timed out, try again later"))
+        except StoreError as exc:
+            self.metrics.store_errors.inc()
+            log.error("store unavailable: %s", exc)
+            return Decision(tempfail("Policy database unavailable, try again later"))
+        except Exception:
+            log.exception("policy check failed")
+            return Decision(tempfail("Policy service error, try again later"))
+
+    def _account(self, req: Request, decision: Decision, reply: bytes, elapsed: float) -> None:
+        result = result_label(decision)
+        self.metrics.requests.labels(check=decision.check, result=result).inc()
+        self.metrics.latency.observe(elapsed)
+        if decision.rate_period:
+            self.metrics.rate_refusals.labels(period=decision.rate_period).inc()
+        if log.isEnabledFor(logging.INFO):
+            text = reply.decode("utf-8", "replace").strip().removeprefix("action=")
+            log.info(
+                "state=%s instance=%s from=<%s> to=<%s> client=%s login=%s check=%s "
+                "reply=%r ms=%.2f",
+                req.state or "-",
+                req.instance or "-",
+                req.sender,
+                req.recipient,
+                req.client_address or "-",
+                req.login or "-",
+                decision.check,
+                text,
+                elapsed * 1000,
+            )
