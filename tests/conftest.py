@@ -133,7 +133,16 @@ def mailwarden_bin() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "mailwarden"]
 
 
-def run_bin(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_bin(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     full_env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src"))
     full_env.update(env or {})
-    return subprocess.run([*mailwarden_bin(), *args], input=stdin, capture_output=True, env=full_env, timeout=120, check=False)
+    return subprocess.run(
+        [*mailwarden_bin(), *args],
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )

@@ -40,7 +40,7 @@ class MailSettings:
     gid: int = 5000
     layout: str = "flat"  # "flat" = domain/local/, "hashed" = d/o/domain/local/
     recipient_delimiter: str = "+"
-    password_scheme: str = "sha512-crypt"
+    password_scheme: str = "sha512-crypt"  # noqa: S105 - a scheme name, not a password
     quota_full_tempfail: bool = True  # RFC 3463: a full mailbox is a transient failure (4.2.2)
     quota_warning_percent: tuple[int, ...] = (90,)
     junk_folder: str = "Junk"
@@ -90,6 +90,11 @@ class MilterSettings:
     scan_authenticated_spam: bool = False
     scanner_timeout: float = 30.0
     spool_threshold: int = 1024 * 1024
+    # Larger than clamd's StreamMaxLength: "accept" (unscanned, no X-Virus-Scanned) or
+    # "tempfail" (checked by the milter at start-up, like the other choices).
+    clamd_oversize: str = "accept"
+    # Mode of a unix listening socket (Postfix's smtpd runs as user postfix).
+    socket_mode: str = "0666"
 
 
 @dataclass(frozen=True, slots=True)

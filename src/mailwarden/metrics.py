@@ -36,27 +36,36 @@ class LdaMetrics:
     def create(cls, registry: CollectorRegistry) -> LdaMetrics:
         return cls(
             deliveries=Counter(
-                "mailwarden_lda_deliveries_total", "Recipients handled, by outcome",
-                ["outcome"], registry=registry,
+                "mailwarden_lda_deliveries_total",
+                "Recipients handled, by outcome",
+                ["outcome"],
+                registry=registry,
             ),
             bytes=Counter(
-                "mailwarden_lda_delivered_bytes_total", "Bytes written to Maildirs",
+                "mailwarden_lda_delivered_bytes_total",
+                "Bytes written to Maildirs",
                 registry=registry,
             ),
             latency=Histogram(
-                "mailwarden_lda_delivery_seconds", "Time to deliver to one recipient",
-                buckets=LATENCY_BUCKETS, registry=registry,
+                "mailwarden_lda_delivery_seconds",
+                "Time to deliver to one recipient",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
             ),
             quota_rejections=Counter(
-                "mailwarden_lda_quota_rejections_total", "Deliveries refused for quota",
+                "mailwarden_lda_quota_rejections_total",
+                "Deliveries refused for quota",
                 registry=registry,
             ),
             vacation=Counter(
-                "mailwarden_lda_vacation_total", "Vacation replies, by result (sent|suppressed)",
-                ["result"], registry=registry,
+                "mailwarden_lda_vacation_total",
+                "Vacation replies, by result (sent|suppressed)",
+                ["result"],
+                registry=registry,
             ),
             junk=Counter(
-                "mailwarden_lda_junk_filings_total", "Messages filed into the Junk folder",
+                "mailwarden_lda_junk_filings_total",
+                "Messages filed into the Junk folder",
                 registry=registry,
             ),
         )
@@ -78,27 +87,38 @@ class PolicyMetrics:
     def create(cls, registry: CollectorRegistry) -> PolicyMetrics:
         return cls(
             requests=Counter(
-                "mailwarden_policy_requests_total", "Policy decisions, by check and result",
-                ["check", "result"], registry=registry,
+                "mailwarden_policy_requests_total",
+                "Policy decisions, by check and result",
+                ["check", "result"],
+                registry=registry,
             ),
             latency=Histogram(
-                "mailwarden_policy_request_seconds", "Time to answer one policy request",
-                buckets=LATENCY_BUCKETS, registry=registry,
+                "mailwarden_policy_request_seconds",
+                "Time to answer one policy request",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
             ),
             cache=Counter(
-                "mailwarden_policy_cache_lookups_total", "Lookup cache, by result (hit|miss)",
-                ["result"], registry=registry,
+                "mailwarden_policy_cache_lookups_total",
+                "Lookup cache, by result (hit|miss)",
+                ["result"],
+                registry=registry,
             ),
             store_errors=Counter(
-                "mailwarden_policy_store_errors_total", "Store failures answered with 4.3.0",
+                "mailwarden_policy_store_errors_total",
+                "Store failures answered with 4.3.0",
                 registry=registry,
             ),
             rate_refusals=Counter(
-                "mailwarden_policy_ratelimit_refusals_total", "Requests refused by a rate limit",
-                ["period"], registry=registry,
+                "mailwarden_policy_ratelimit_refusals_total",
+                "Requests refused by a rate limit",
+                ["period"],
+                registry=registry,
             ),
             connections=Gauge(
-                "mailwarden_policy_connections", "Open client connections", registry=registry,
+                "mailwarden_policy_connections",
+                "Open client connections",
+                registry=registry,
             ),
         )
 
@@ -119,27 +139,66 @@ class MilterMetrics:
     def create(cls, registry: CollectorRegistry) -> MilterMetrics:
         return cls(
             messages=Counter(
-                "mailwarden_milter_messages_total", "Messages, by verdict",
-                ["verdict"], registry=registry,
+                "mailwarden_milter_messages_total",
+                "Messages, by verdict",
+                ["verdict"],
+                registry=registry,
             ),
             scan_latency=Histogram(
-                "mailwarden_milter_scan_seconds", "Scanner round-trip time",
-                ["scanner"], buckets=SCAN_BUCKETS, registry=registry,
+                "mailwarden_milter_scan_seconds",
+                "Scanner round-trip time",
+                ["scanner"],
+                buckets=SCAN_BUCKETS,
+                registry=registry,
             ),
             scanner_errors=Counter(
-                "mailwarden_milter_scanner_errors_total", "Scanner failures",
-                ["scanner"], registry=registry,
+                "mailwarden_milter_scanner_errors_total",
+                "Scanner failures",
+                ["scanner"],
+                registry=registry,
             ),
             bytes_scanned=Counter(
-                "mailwarden_milter_scanned_bytes_total", "Bytes sent to scanners",
-                ["scanner"], registry=registry,
+                "mailwarden_milter_scanned_bytes_total",
+                "Bytes sent to scanners",
+                ["scanner"],
+                registry=registry,
             ),
             traffic_messages=Counter(
-                "mailwarden_traffic_messages_total", "Messages for local domains",
-                ["direction"], registry=registry,
+                "mailwarden_traffic_messages_total",
+                "Messages for local domains",
+                ["direction"],
+                registry=registry,
             ),
             traffic_bytes=Counter(
-                "mailwarden_traffic_bytes_total", "Bytes for local domains",
-                ["direction"], registry=registry,
+                "mailwarden_traffic_bytes_total",
+                "Bytes for local domains",
+                ["direction"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ServeMetrics:
+    """``mailwarden serve``: the supervisor's view of its children.
+    daemon: policyd|milter|lmtpd."""
+
+    restarts: Counter
+    up: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ServeMetrics:
+        return cls(
+            restarts=Counter(
+                "mailwarden_serve_restarts",
+                "Times a daemon was restarted after it exited",
+                ["daemon"],
+                registry=registry,
+            ),
+            up=Gauge(
+                "mailwarden_serve_up",
+                "1 while the daemon runs and its metrics answer",
+                ["daemon"],
+                registry=registry,
             ),
         )

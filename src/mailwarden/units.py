@@ -25,7 +25,9 @@ def parse_size(text: str) -> int:
     """``"500M"`` -> 524288000; ``"0"`` -> 0 (unlimited)."""
     m = _SIZE.match(text)
     if not m:
-        raise UsageError(f"invalid size {text!r}: use a number with K, M, G or T (e.g. 500M, 2G, 0)")
+        raise UsageError(
+            f"invalid size {text!r}: use a number with K, M, G or T (e.g. 500M, 2G, 0)"
+        )
     # Decimal keeps whole numbers exact beyond 2**53 (float would round them).
     value = int(Decimal(m.group(1)) * _SIZE_FACTOR[m.group(2).lower()])
     if value > _MAX_SIZE:
@@ -37,7 +39,9 @@ def parse_duration(text: str) -> int:
     """``"30m"`` -> 1800 seconds; ``"7d"`` -> 604800."""
     m = _DURATION.match(text)
     if not m:
-        raise UsageError(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 30m, 7d)")
+        raise UsageError(
+            f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 30m, 7d)"
+        )
     value = int(m.group(1)) * _DURATION_FACTOR[m.group(2).lower()]
     if value > 100 * 365 * 86400:
         raise UsageError(f"invalid duration {text!r}: longer than 100 years")

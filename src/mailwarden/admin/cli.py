@@ -38,6 +38,7 @@ FAMILIES = (
     "quota",
     "traffic",
     "policyd",
+    "milter",
     "daemons",
 )
 

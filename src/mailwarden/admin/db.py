@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = verbs.add_parser("init", help="create the schema in an empty database")
     v.set_defaults(handler=cmd_init)
     v = verbs.add_parser("upgrade", help="apply pending migrations")
-    v.add_argument("--check", action="store_true", help="only list pending migrations; exit 1 if any")
+    v.add_argument(
+        "--check", action="store_true", help="only list pending migrations; exit 1 if any"
+    )
     add_json(v)
     v.set_defaults(handler=cmd_upgrade)
     v = verbs.add_parser("status", help="show the schema version")

@@ -62,7 +62,9 @@ def parse_url(url: str) -> DatabaseURL:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path.startswith("/"):
-            raise ConfigError(f"database url {url!r}: the path must be absolute (sqlite:////abs/x.db)")
+            raise ConfigError(
+                f"database url {url!r}: the path must be absolute (sqlite:////abs/x.db)"
+            )
         return DatabaseURL("sqlite", path=path)
     if url.startswith("mysql://"):
         parts = urlsplit(url)
@@ -82,7 +84,9 @@ def parse_url(url: str) -> DatabaseURL:
             unix_socket=query.get("unix_socket", [""])[0],
         )
         if port < 0 or not parsed.database or unknown:
-            raise ConfigError(f"database url {parsed.masked}: expected mysql://user:pass@host:port/db")
+            raise ConfigError(
+                f"database url {parsed.masked}: expected mysql://user:pass@host:port/db"
+            )
         return parsed
     raise ConfigError("database url must start with sqlite:/// or mysql://")
 

@@ -1,0 +1,99 @@
+"""``mailwarden alias add|list|remove``: addresses that deliver elsewhere.
+
+``add SOURCE DEST...``: SOURCE is ``name@domain`` or ``@domain`` (catch-all: every address
+of the domain that is neither a mailbox nor an exact alias); its domain must be a local
+domain (for an alias domain, add the alias to the domain it points at). Each DEST is an
+address or the word ``discard`` (mail is accepted and thrown away). A DEST in a domain
+we host must exist; external addresses are taken as given. Adding to an existing SOURCE
+adds destinations. The command is refused when SOURCE is a mailbox (use
+``forward set``), when it would exceed the domain's alias limit (distinct sources), and
+when mail could come back to SOURCE through aliases, forwards or alias domains.
+
+``list [--domain D]`` shows one row per source with its destinations.
+``remove SOURCE [DEST...]`` removes the given destinations, or all of them.
+
+Each command is one transaction: when any destination is refused, nothing is added.
+Errors (one line, exit 1): invalid address, unknown or non-local domain, mailbox with
+that address, alias limit, missing local destination, mail loop (the path is shown),
+unknown alias.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from mailwarden import address
+from mailwarden.admin.cli import add_json
+from mailwarden.admin.context import Context
+from mailwarden.errors import UsageError
+from mailwarden.store import aliases, domains
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("alias", help="aliases and catch-alls")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    v = verbs.add_parser("add", help="add an alias (SOURCE is x@domain or @domain)")
+    v.add_argument("source", metavar="SOURCE")
+    v.add_argument("destinations", metavar="DEST", nargs="+", help="address or 'discard'")
+    v.set_defaults(handler=cmd_add)
+    v = verbs.add_parser("list", help="list aliases, one row per source")
+    v.add_argument("--domain", metavar="D", help="only this domain")
+    add_json(v)
+    v.set_defaults(handler=cmd_list)
+    v = verbs.add_parser("remove", help="remove an alias or some of its destinations")
+    v.add_argument("source", metavar="SOURCE")
+    v.add_argument("destinations", metavar="DEST", nargs="*")
+    v.set_defaults(handler=cmd_remove)
+
+
+def parse_destinations(texts: Sequence[str], delimiter: str) -> list[str]:
+    """Normalised destinations in the given order, without duplicates."""
+    found: list[str] = []
+    for text in texts:
+        if text.strip().lower() == aliases.DISCARD:
+            dest = aliases.DISCARD
+        else:
+            dest = str(address.parse_address(text, delimiter=delimiter))
+        if dest not in found:
+            found.append(dest)
+    return found
+
+
+def _source(ctx: Context, text: str) -> address.Address:
+    return address.parse_source(text, delimiter=ctx.settings.mail.recipient_delimiter)
+
+
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    delimiter = ctx.settings.mail.recipient_delimiter
+    source = _source(ctx, args.source)
+    targets = parse_destinations(args.destinations, delimiter)
+    if aliases.DISCARD in targets and len(targets) > 1:
+        raise UsageError("discard cannot be combined with other destinations")
+    with ctx.db().transaction() as tx:
+        domain = domains.require_local(tx, source.domain, "alias")
+        name = aliases.add(tx, domain, source.local, targets, delimiter=delimiter)
+    ctx.say(f"added alias {name} -> {', '.join(targets)}")
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    name = address.normalize_domain(args.domain) if args.domain else None
+    with ctx.db().read() as tx:
+        domain_id = domains.require(tx, name).id if name else None
+        rows = aliases.list_grouped(tx, domain_id)
+    ctx.table(rows, ["source", "destinations", "active"])
+    return 0
+
+
+def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
+    source = str(_source(ctx, args.source))
+    targets = parse_destinations(args.destinations, ctx.settings.mail.recipient_delimiter)
+    with ctx.db().transaction() as tx:
+        removed = aliases.remove(tx, source, targets)
+    if targets:
+        ctx.say(f"removed {removed} destination(s) of alias {source}")
+    else:
+        ctx.say(f"removed alias {source}")
+    return 0

@@ -1,0 +1,77 @@
+"""``mailwarden forward set|clear|show``: send a mailbox's mail on to other addresses.
+
+``set ADDRESS DEST... [--keep-copy]`` replaces the mailbox's forwards with DEST...;
+without ``--keep-copy`` the mailbox itself no longer receives a copy. A mailbox cannot
+forward to itself (that is what ``--keep-copy`` is for); a DEST in a domain we host must
+exist; a forward that leads back to the mailbox through aliases, forwards or alias
+domains is refused. ``clear`` removes all forwards (mail is delivered to the mailbox
+again); ``show`` lists them with the keep-copy flag.
+
+Errors (one line, exit 1): invalid address, unknown mailbox, self-forward, missing local
+destination, mail loop (the path is shown). A refused ``set`` leaves the old forwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mailwarden import address
+from mailwarden.admin.cli import add_json
+from mailwarden.admin.context import Context
+from mailwarden.store import forwards, mailboxes
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("forward", help="forward a mailbox's mail")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    v = verbs.add_parser("set", help="replace the forwards of a mailbox")
+    v.add_argument("address", metavar="ADDRESS")
+    v.add_argument("destinations", metavar="DEST", nargs="+")
+    v.add_argument("--keep-copy", action="store_true", help="also deliver to the mailbox")
+    v.set_defaults(handler=cmd_set)
+    v = verbs.add_parser("clear", help="remove all forwards of a mailbox")
+    v.add_argument("address", metavar="ADDRESS")
+    v.set_defaults(handler=cmd_clear)
+    v = verbs.add_parser("show", help="show the forwards of a mailbox")
+    v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
+    v.set_defaults(handler=cmd_show)
+
+
+def _parse(ctx: Context, text: str) -> str:
+    return str(address.parse_address(text, delimiter=ctx.settings.mail.recipient_delimiter))
+
+
+def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
+    addr = _parse(ctx, args.address)
+    targets = list(dict.fromkeys(_parse(ctx, d) for d in args.destinations))
+    with ctx.db().transaction() as tx:
+        box = mailboxes.require(tx, addr)
+        forwards.replace(
+            tx,
+            box,
+            targets,
+            keep_copy=args.keep_copy,
+            delimiter=ctx.settings.mail.recipient_delimiter,
+        )
+    copy = " (keeping a copy)" if args.keep_copy else ""
+    ctx.say(f"{addr} forwards to {', '.join(targets)}{copy}")
+    return 0
+
+
+def cmd_clear(ctx: Context, args: argparse.Namespace) -> int:
+    addr = _parse(ctx, args.address)
+    with ctx.db().transaction() as tx:
+        removed = forwards.clear(tx, mailboxes.require(tx, addr).id)
+    ctx.say(f"removed {removed} forward(s) of {addr}; mail is delivered to the mailbox")
+    return 0
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    addr = _parse(ctx, args.address)
+    with ctx.db().read() as tx:
+        box = mailboxes.require(tx, addr)
+        targets = forwards.destinations(tx, box.id)
+    ctx.show({"address": addr, "forwards": targets, "keep_copy": box.forward_keep_copy})
+    return 0

@@ -1,0 +1,62 @@
+"""``mailwarden group add|list|remove``: which services a set of mailboxes may use.
+
+``add NAME [--no-imap] [--no-pop3] [--no-smtp] [--no-sieve]`` creates a group that allows
+every service not switched off. Dovecot and Courier read the flags through the
+``dovecot_users`` and ``courier_users`` views. Mailboxes join a group with
+``user add|set --group NAME``; without one they are in ``default``.
+``list`` shows each group's services and how many mailboxes use it.
+``remove NAME`` refuses while mailboxes use the group, and for ``default``.
+
+Errors (one line, exit 1): invalid name, group exists, unknown group, group in use,
+removing ``default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mailwarden.admin.cli import add_json
+from mailwarden.admin.context import Context
+from mailwarden.store import groups
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("group", help="mail groups: which services mailboxes may use")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    v = verbs.add_parser("add", help="add a group")
+    v.add_argument("name", metavar="NAME")
+    for service in groups.SERVICES:
+        v.add_argument(f"--no-{service}", action="store_true", help=f"deny {service.upper()}")
+    v.set_defaults(handler=cmd_add)
+    v = verbs.add_parser("list", help="list groups")
+    add_json(v)
+    v.set_defaults(handler=cmd_list)
+    v = verbs.add_parser("remove", help="remove an unused group")
+    v.add_argument("name", metavar="NAME")
+    v.set_defaults(handler=cmd_remove)
+
+
+def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
+    name = groups.normalize_name(args.name)
+    allowed = {service: not getattr(args, f"no_{service}") for service in groups.SERVICES}
+    with ctx.db().transaction() as tx:
+        groups.add(tx, name, **allowed)
+    denied = [s for s, ok in allowed.items() if not ok]
+    ctx.say(f"added group {name}" + (f" (no {', '.join(denied)})" if denied else ""))
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db().read() as tx:
+        rows = groups.list_all(tx)
+    ctx.table(rows, ["name", *groups.SERVICES, "mailboxes"])
+    return 0
+
+
+def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
+    name = groups.normalize_name(args.name)
+    with ctx.db().transaction() as tx:
+        groups.remove(tx, groups.require(tx, name))
+    ctx.say(f"removed group {name}")
+    return 0
