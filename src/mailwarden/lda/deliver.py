@@ -1,0 +1,299 @@
+"""The delivery core: one message to one recipient, shared by lmtpd and mailwarden-lda.
+
+What it does (``Deliverer.deliver``), in order; the first refusal wins:
+
+    1. parse the recipient, strip its ``+extension`` and find the mailbox (5.1.1 unknown,
+       5.2.1 disabled; a local part that would escape the mail root never parses);
+    2. refuse a loop: a ``Delivered-To`` already naming the mailbox (5.4.6);
+    3. decide the spam treatment with the mailbox's effective settings (``discard``
+       ends here with 2.0.0);
+    4. prepend ``Return-Path`` and ``Delivered-To`` (plus ``X-Mailwarden-Spam`` for
+       ``tag``) to the raw bytes, which are never otherwise changed;
+    5. open the Maildir (creating it and the Junk folder as needed, refusing symlinks),
+       and under the Maildir's shared lock: read ``maildirsize``, refuse over quota
+       (4.2.2 / 5.2.2), write the message durably, append the quota line;
+    6. after the message is safe: update ``quota_usage`` (and a quota warning once per
+       threshold crossing, written straight into the Maildir), then the vacation reply.
+       Failures here are logged only: the message is delivered, a retry would duplicate.
+
+Anything unexpected before the message is safe (store down, bug) answers 4.3.0 and
+writes nothing. ``check_recipient`` is step 1 plus a quota check for LMTP's RCPT.
+
+One log line per recipient: ``deliver rcpt=<…> from=<…> dsn=… ms=… <text>``. Metrics go
+to a ``Recorder`` (Prometheus counters in lmtpd, the counter file in pipe mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailwarden import address
+from mailwarden.config import Settings
+from mailwarden.core import quotacheck, spamtreat
+from mailwarden.core.delivery import Usage, loop_verdict, warning_due
+from mailwarden.errors import UsageError
+from mailwarden.lda import headers as hdr
+from mailwarden.lda import quota
+from mailwarden.lda.maildir import Maildir, MaildirError, Names, open_maildir, os_verdict
+from mailwarden.lda.submit import Submitter
+from mailwarden.store import delivery as store
+from mailwarden.store import spam as spam_store
+from mailwarden.store.db import Database
+from mailwarden.verdict import OK, Verdict, tempfail
+
+log = logging.getLogger("mailwarden.lda")
+
+# Verdict -> metric outcome label (the bounded set metrics.LdaMetrics documents).
+_OUTCOME = {"5.1.1": "unknown", "4.2.2": "quota", "5.2.2": "quota", "5.4.6": "loop"}
+
+
+class Recorder(Protocol):
+    def record(
+        self,
+        outcome: str,
+        nbytes: int,
+        seconds: float,
+        *,
+        junk: bool = False,
+        quota: bool = False,
+        vacation: str | None = None,
+    ) -> None: ...
+
+
+@dataclass
+class _Result:
+    verdict: Verdict
+    outcome: str = ""
+    nbytes: int = 0
+    junk: bool = False
+    vacation: str | None = None
+
+
+def outcome_of(verdict: Verdict) -> str:
+    if verdict.ok:
+        return "delivered"
+    return _OUTCOME.get(verdict.dsn, "tempfail" if verdict.temporary else "rejected")
+
+
+def clean_sender(sender: str) -> str:
+    """The envelope sender as it may appear in ``Return-Path`` (no brackets, no CR/LF)."""
+    bare = sender.strip().removeprefix("<").removesuffix(">")
+    return "".join(ch for ch in bare if ch.isprintable() and ch not in "<> ")
+
+
+def to_lf(data: bytes) -> bytes:
+    """CRLF line ends (LMTP/SMTP) to LF (what Postfix and Dovecot store on disk)."""
+    return data.replace(b"\r\n", b"\n")
+
+
+class Deliverer:
+    """Delivers to Maildirs below ``settings.mail.root`` (one per process; thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        recorder: Recorder,
+        submitter: Submitter | None = None,
+        *,
+        chown: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.recorder = recorder
+        self.submitter = submitter or Submitter(settings.lda)
+        self.owner = (settings.mail.uid, settings.mail.gid) if chown else None
+        self.names = Names()
+
+    # --- RCPT -------------------------------------------------------------------------
+
+    def _resolve(self, recipient: str) -> tuple[Verdict, store.Recipient | None]:
+        try:
+            addr = address.parse_address(
+                recipient, delimiter=self.settings.mail.recipient_delimiter
+            )
+        except UsageError as exc:
+            return Verdict("5.1.1", f"<{recipient}> Bad recipient address: {exc}"), None
+        bare = address.strip_extension(addr, self.settings.mail.recipient_delimiter)
+        with self.db.read() as tx:
+            rcpt = store.find_recipient(tx, str(bare))
+        if rcpt is None:
+            return Verdict("5.1.1", f"<{recipient}> User unknown"), None
+        if not rcpt.active:
+            return Verdict("5.2.1", f"<{recipient}> Mailbox disabled"), None
+        return OK, rcpt
+
+    def check_recipient(self, recipient: str) -> Verdict:
+        """RCPT-time answer: unknown, disabled, or already full (never raises)."""
+        try:
+            verdict, rcpt = self._resolve(recipient)
+            if rcpt is None or not (rcpt.quota_bytes or rcpt.quota_messages):
+                return verdict
+            with self._open(rcpt) as box, box.lock(shared=True):
+                usage = quota.usage(box, rcpt.quota_bytes, rcpt.quota_messages)
+            v = quotacheck.decide(usage.facts(0), tempfail=self.settings.mail.quota_full_tempfail)
+            return v if v.ok else Verdict(v.dsn, f"<{recipient}> {v.text}")
+        except MaildirError as exc:
+            log.error("rcpt <%s>: %s", recipient, exc.verdict.text)
+            return exc.verdict
+        except Exception:
+            log.exception("rcpt <%s>: unexpected error", recipient)
+            return tempfail()
+
+    # --- DATA -------------------------------------------------------------------------
+
+    def deliver(
+        self, sender: str, recipient: str, data: bytes, *, original_recipient: str = ""
+    ) -> Verdict:
+        """Deliver ``data`` (raw bytes, LF or CRLF) to ``recipient``; the outcome."""
+        started = time.monotonic()
+        try:
+            result = self._deliver(clean_sender(sender), recipient, to_lf(data))
+        except MaildirError as exc:
+            result = _Result(exc.verdict)
+        except Exception:
+            log.exception("deliver rcpt=<%s>: unexpected error", recipient)
+            result = _Result(tempfail())
+        seconds = time.monotonic() - started
+        v = result.verdict
+        outcome = result.outcome or outcome_of(v)
+        self.recorder.record(
+            outcome,
+            result.nbytes,
+            seconds,
+            junk=result.junk,
+            quota=outcome == "quota",
+            vacation=result.vacation,
+        )
+        orig = f" orig=<{original_recipient}>" if original_recipient else ""
+        log.info(
+            "deliver rcpt=<%s>%s from=<%s> dsn=%s outcome=%s ms=%d %s",
+            recipient,
+            orig,
+            clean_sender(sender),
+            v.dsn,
+            outcome,
+            seconds * 1000,
+            v.text,
+        )
+        return v
+
+    def _deliver(self, sender: str, recipient: str, data: bytes) -> _Result:
+        verdict, rcpt = self._resolve(recipient)
+        if rcpt is None:
+            return _Result(verdict)
+        headers = hdr.parse(data)
+        loop = loop_verdict(headers.get_all("delivered-to"), rcpt.address)
+        if not loop.ok:
+            return _Result(loop)
+        treatment = self._treatment(rcpt, headers)
+        if treatment == spamtreat.DISCARD:
+            return _Result(Verdict("2.0.0", "Discarded as spam"), outcome="discarded")
+        message = self._prefix(sender, rcpt, treatment, headers) + data
+        result = self._write(rcpt, message, treatment == spamtreat.FOLDER)
+        if result.verdict.ok and treatment == spamtreat.INBOX:
+            result.vacation = self._vacation(rcpt, sender, headers, recipient)
+        return result
+
+    def _treatment(self, rcpt: store.Recipient, headers: hdr.Headers) -> str:
+        verdict = spamtreat.read_verdict(
+            headers.get("x-spam-flag"), headers.get("x-spam-score"), headers.get("x-spam-status")
+        )
+        if verdict.flag is None and verdict.score is None:
+            return spamtreat.INBOX  # not scanned: no need to read the settings
+        with self.db.read() as tx:
+            settings = spam_store.effective_for(tx, rcpt.address)
+        return spamtreat.treatment(verdict, settings)
+
+    def _prefix(
+        self, sender: str, rcpt: store.Recipient, treatment: str, headers: hdr.Headers
+    ) -> bytes:
+        lines = [f"Return-Path: <{sender}>", f"Delivered-To: {rcpt.address}"]
+        if treatment == spamtreat.TAG:
+            score = headers.get("x-spam-score") or ""
+            lines.append(f"X-Mailwarden-Spam: yes{' score=' + score if score else ''}")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def _open(self, rcpt: store.Recipient) -> Maildir:
+        try:
+            path = address.maildir_path(self.settings.mail.root, rcpt.maildir)
+        except UsageError as exc:
+            raise MaildirError(
+                Verdict("4.3.0", f"Unsafe Maildir path in the store: {exc}")
+            ) from exc
+        return open_maildir(self.settings.mail.root, path, self.owner)
+
+    def _write(self, rcpt: store.Recipient, message: bytes, junk: bool) -> _Result:
+        size = len(message)
+        with self._open(rcpt) as box:
+            try:
+                with box.lock(shared=True):
+                    usage = quota.usage(box, rcpt.quota_bytes, rcpt.quota_messages, size)
+                    v = quotacheck.decide(
+                        usage.facts(size), tempfail=self.settings.mail.quota_full_tempfail
+                    )
+                    if not v.ok:
+                        return _Result(Verdict(v.dsn, f"<{rcpt.address}> {v.text}"))
+                    folder = box.folder(self.settings.mail.junk_folder) if junk else ""
+                    box.deliver(message, self.names, folder)
+                    quota.append(box, size)
+            except OSError as exc:
+                raise MaildirError(os_verdict(exc, box.path)) from exc
+            after = Usage(
+                usage.bytes + size, usage.messages + 1, usage.max_bytes, usage.max_messages
+            )
+            self._after_delivery(rcpt, box, after)
+        text = f"Delivered to {self.settings.mail.junk_folder}" if junk else "Delivered"
+        return _Result(
+            Verdict("2.0.0", text), outcome="junk" if junk else "delivered", nbytes=size, junk=junk
+        )
+
+    def _after_delivery(self, rcpt: store.Recipient, box: Maildir, usage: Usage) -> None:
+        """Keep ``quota_usage`` current and warn at thresholds; never fails the delivery."""
+        try:
+            now = int(time.time())
+            with self.db.transaction() as tx:
+                warned = store.warned_percent(tx, rcpt.id)
+                due, mark = warning_due(
+                    usage.percent(), warned, self.settings.mail.quota_warning_percent
+                )
+                store.record_usage(tx, rcpt.id, usage.bytes, usage.messages, warned=mark, now=now)
+            if due is not None:
+                warning = self._warning(rcpt, usage, due)
+                with box.lock(shared=True):
+                    box.deliver(warning, self.names)
+                    quota.append(box, len(warning))
+                log.info("quota warning rcpt=<%s> percent=%d", rcpt.address, due)
+        except Exception:
+            log.exception(
+                "deliver rcpt=<%s>: delivered, but updating quota usage failed", rcpt.address
+            )
+
+    def _warning(self, rcpt: store.Recipient, usage: Usage, percent: int) -> bytes:
+        sender = self.settings.mail.postmaster or f"postmaster@{rcpt.domain}"
+        text = (
+            f"Return-Path: <>\nDelivered-To: {rcpt.address}\nFrom: {sender}\n"
+            f"To: {rcpt.address}\nSubject: Your mailbox is {percent}% full\n"
+            f"Auto-Submitted: auto-generated\nContent-Type: text/plain; charset=utf-8\n\n"
+            f"Your mailbox {rcpt.address} has reached {usage.percent()}% of its quota"
+            f" ({usage.bytes} of {usage.max_bytes or 'unlimited'} bytes,"
+            f" {usage.messages} of {usage.max_messages or 'unlimited'} messages).\n"
+            "Please delete messages you no longer need, or new mail may not be delivered.\n"
+        )
+        return text.encode("utf-8")
+
+    def _vacation(
+        self, rcpt: store.Recipient, sender: str, headers: hdr.Headers, envelope_rcpt: str
+    ) -> str | None:
+        from mailwarden.lda import vacation
+
+        try:
+            return vacation.respond(
+                self.db, self.submitter, rcpt, sender, headers, envelope_rcpt=envelope_rcpt
+            )
+        except Exception:
+            log.exception("vacation rcpt=<%s>: delivered, but the reply failed", rcpt.address)
+            return None

@@ -1,0 +1,107 @@
+"""Vacation replies for one delivered message (RFC 3834, RFC 5230).
+
+What it does
+    ``respond`` gathers the facts (the mailbox's vacation from ``store.vacation``, its
+    addresses and aliases, the reply log) and asks ``core.vacation.suppression``; when
+    a reply is due it claims the (mailbox, sender) slot in ``vacation_log`` atomically,
+    builds the reply and submits it through the local MTA (``lda.submit``).
+
+The reply: to the envelope sender only, envelope sender ``<>``, ``From:`` the user,
+``Subject: Auto: <original>``, ``In-Reply-To`` and ``References`` (RFC 5230 §5.8),
+``Auto-Submitted: auto-replied`` (RFC 3834 §3.1.7), plus ``Precedence: bulk`` and
+``X-Auto-Response-Suppress: All`` as Pigeonhole sends, so other responders stay quiet.
+
+Returns the metric result: ``"sent"``, ``"suppressed"``, or None when the mailbox has no
+vacation in effect (not counted). Errors: store errors propagate; ``SubmitError`` too
+(the caller logs both; the delivery itself already succeeded).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mailwarden.core import vacation as rules
+from mailwarden.lda import headers as hdr
+from mailwarden.lda.submit import Submitter
+from mailwarden.store import delivery as store
+from mailwarden.store import vacation as vacation_store
+from mailwarden.store.db import Database
+from mailwarden.store.delivery import Recipient
+
+log = logging.getLogger("mailwarden.lda")
+
+_RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
+
+
+def _incoming(sender: str, headers: hdr.Headers) -> rules.Incoming:
+    wanted = ("auto-submitted", "precedence", "x-auto-response-suppress")
+    values = {name: v for name in wanted if (v := headers.get(name)) is not None}
+    listed: list[str] = []
+    for name in _RECIPIENT_HEADERS:
+        listed.extend(headers.get_all(name))
+    return rules.Incoming(sender, values, headers.names(), hdr.addresses(listed))
+
+
+def _as_rule(v: vacation_store.Vacation) -> rules.Vacation:
+    return rules.Vacation(v.subject, v.body, v.starts_at, v.ends_at, v.interval_seconds, v.active)
+
+
+def respond(
+    db: Database,
+    submitter: Submitter,
+    rcpt: Recipient,
+    sender: str,
+    headers: hdr.Headers,
+    *,
+    envelope_rcpt: str = "",
+    now: int | None = None,
+) -> str | None:
+    """Send the vacation reply if one is due (see the module doc); the metric result."""
+    now = int(time.time()) if now is None else now
+    with db.read() as tx:
+        stored = vacation_store.get(tx, rcpt.id)
+        if stored is None or not stored.in_effect(now):
+            return None
+        mine = store.user_addresses(tx, rcpt)
+    if envelope_rcpt:
+        mine.add(envelope_rcpt.lower())  # RFC 5230 §4.5: the final envelope recipient
+    vac = _as_rule(stored)
+    msg = _incoming(sender, headers)
+    reason = rules.suppression(vac, msg, mine, now=now, last_sent=None)
+    if reason is None:
+        with db.transaction() as tx:
+            if not store.claim_vacation_reply(tx, rcpt.id, sender, now, vac.interval):
+                reason = "recent"
+    if reason is not None:
+        log.info("vacation rcpt=<%s> sender=<%s> suppressed=%s", rcpt.address, sender, reason)
+        return "suppressed"
+    submitter.send(sender, build_reply(rcpt.address, sender, vac, headers, now))
+    log.info("vacation rcpt=<%s> sender=<%s> sent", rcpt.address, sender)
+    return "sent"
+
+
+def build_reply(
+    user: str, sender: str, vac: rules.Vacation, headers: hdr.Headers, now: int
+) -> bytes:
+    """The reply message (RFC 5322, UTF-8 body, LF line ends for sendmail/smtplib)."""
+    from datetime import UTC, datetime
+    from email.message import EmailMessage
+    from email.utils import format_datetime, make_msgid
+
+    msg = EmailMessage()
+    msg["From"] = user
+    msg["To"] = sender
+    msg["Subject"] = rules.reply_subject(headers.get("subject") or vac.subject)
+    msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+    msg["Message-ID"] = make_msgid(domain=user.rpartition("@")[2] or None)
+    original = (headers.get("message-id") or "").strip()
+    if original:
+        msg["In-Reply-To"] = original
+        refs = " ".join([*(headers.get("references") or "").split(), original])
+        msg["References"] = refs
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["Precedence"] = "bulk"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(vac.body)
+    return msg.as_bytes()
