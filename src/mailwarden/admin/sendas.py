@@ -1,0 +1,70 @@
+"""``mailwarden sendas grant|list|revoke``: let a login send as other addresses.
+
+``sendas grant LOGIN ADDRESS``    LOGIN is an existing mailbox; ADDRESS is an address or
+                                  ``@domain`` (every address of that domain).
+``sendas list [LOGIN] [--json]``  the grants of one login, or of all.
+``sendas revoke LOGIN ADDRESS``   remove a grant.
+
+A login may always send as itself, its aliases and its address in alias domains without a
+grant; Postfix checks this through ``smtpd_sender_login_maps`` (view
+``postfix_sender_login``) and the policy daemon through ``store.sendas``.
+Errors: unknown mailbox, invalid address, a grant that exists already or does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mailwarden.address import parse_source
+from mailwarden.admin.cli import add_json
+from mailwarden.admin.context import Context
+from mailwarden.store import scopes, sendas
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sendas", help="addresses a login may send as")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    v = verbs.add_parser("grant", help="let LOGIN send as ADDRESS (or @domain)")
+    v.add_argument("login", metavar="LOGIN")
+    v.add_argument("address", metavar="ADDRESS")
+    v.set_defaults(handler=cmd_grant)
+    v = verbs.add_parser("list", help="list send-as grants")
+    v.add_argument("login", metavar="LOGIN", nargs="?")
+    add_json(v)
+    v.set_defaults(handler=cmd_list)
+    v = verbs.add_parser("revoke", help="remove a send-as grant")
+    v.add_argument("login", metavar="LOGIN")
+    v.add_argument("address", metavar="ADDRESS")
+    v.set_defaults(handler=cmd_revoke)
+
+
+def cmd_grant(ctx: Context, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    with ctx.db().transaction() as tx:
+        box = scopes.mailbox(tx, args.login)
+        sendas.grant(tx, box.id, box.address, address)
+    ctx.say(f"{box.address} may now send as {address}")
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.db().read() as tx:
+        box_id = scopes.mailbox(tx, args.login).id if args.login else None
+        rows = sendas.list_grants(tx, box_id)
+    ctx.table(rows, ["login", "address"])
+    return 0
+
+
+def cmd_revoke(ctx: Context, args: argparse.Namespace) -> int:
+    address = _address(args.address)
+    with ctx.db().transaction() as tx:
+        box = scopes.mailbox(tx, args.login)
+        sendas.revoke(tx, box.id, box.address, address)
+    ctx.say(f"{box.address} may no longer send as {address}")
+    return 0
+
+
+def _address(text: str) -> str:
+    addr = parse_source(text)
+    return f"@{addr.domain}" if not addr.local else str(addr)

@@ -1,0 +1,190 @@
+"""Spam settings and allow/block lists: how the global, domain and mailbox layers combine.
+
+What it does
+    ``effective`` layers the spam treatment (action above a score ``threshold``) from the
+    global row, the recipient's domain row and the mailbox row; ``list_decision`` says
+    whether the allow/block lists of those layers allow or block a sender/client.
+    The delivery agent and the policy daemon feed them what ``store.spam`` reads.
+
+Layering (both functions)
+    Start from global, then the domain, then the mailbox; a lower layer overrides what
+    it sets (a NULL setting means "inherit"). An ``enforce`` flag on a layer means the
+    layers below it cannot override it: with global enforced the domain and mailbox
+    settings are ignored; with the domain enforced the mailbox settings are ignored.
+    For the lists, an enforced layer's decision is final (its block cannot be undone by
+    a lower allow, nor its allow by a lower block); where it has no matching entry the
+    lower layers still decide.
+
+Matching within one layer
+    Patterns are a sender address (``user@example.com``), a sender domain
+    (``@example.com``, that domain only, not its subdomains) or a client address/CIDR.
+    On the sender side the most specific entry wins (address over ``@domain``; the
+    address is also tried without its ``+extension``); on the client side the longest
+    prefix wins. If the sender side and the client side disagree, block wins: a client
+    address cannot be forged, a sender can. The null sender ``<>`` matches no sender entry.
+
+Actions
+    ``tag`` (add headers only), ``folder`` (file into the junk folder), ``discard``,
+    ``reject`` (refuse at SMTP time); each applies when the score reaches the threshold.
+
+Pure: no I/O, no clock, no mutable module state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mailwarden.address import parse_source
+from mailwarden.core import relaynet
+from mailwarden.errors import UsageError
+
+ACTIONS = ("tag", "folder", "discard", "reject")
+LAYERS = ("global", "domain", "mailbox")
+ALLOW, BLOCK = "allow", "block"
+# What a global row with NULL fields falls back to (the schema seeds these values).
+DEFAULT_ACTION = "folder"
+DEFAULT_THRESHOLD = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One row of spam settings; None fields inherit from the layer above."""
+
+    action: str | None = None
+    threshold: float | None = None
+    enforce: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """The settings that apply; ``source`` is the lowest layer that supplied a value,
+    ``locked_by`` the layer whose ``enforce`` stopped the layers below (or None)."""
+
+    action: str
+    threshold: float
+    source: str
+    locked_by: str | None = None
+
+
+def effective(global_: Layer, domain: Layer | None, mailbox: Layer | None) -> Effective:
+    """Combine the three layers (``None`` = no row for that layer)."""
+    action = global_.action or DEFAULT_ACTION
+    threshold = DEFAULT_THRESHOLD if global_.threshold is None else global_.threshold
+    source, locked_by = "global", None
+    below: tuple[tuple[str, Layer | None], ...] = (("domain", domain), ("mailbox", mailbox))
+    enforced = "global" if global_.enforce else None
+    for name, layer in below:
+        if layer is None:
+            continue
+        if enforced is not None:
+            locked_by = enforced
+            break
+        if layer.action is not None:
+            action, source = layer.action, name
+        if layer.threshold is not None:
+            threshold, source = layer.threshold, name
+        if layer.enforce:
+            enforced = name
+    return Effective(action, float(threshold), source, locked_by)
+
+
+def by_layer(entries: Iterable[tuple[str, str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Group ``(layer, kind, pattern)`` rows as ``list_decision`` takes them."""
+    grouped: dict[str, list[tuple[str, str]]] = {name: [] for name in LAYERS}
+    for layer, kind, pattern in entries:
+        grouped.setdefault(layer, []).append((kind, pattern))
+    return grouped
+
+
+def list_decision(
+    sender: str,
+    client_ip: str,
+    entries_by_layer: Mapping[str, Iterable[tuple[str, str]]],
+    enforce_flags: Mapping[str, bool],
+    *,
+    delimiter: str = "+",
+) -> str | None:
+    """``"allow"``, ``"block"`` or None (no entry matches) for this sender and client."""
+    result: str | None = None
+    for name in LAYERS:
+        decision = layer_decision(sender, client_ip, entries_by_layer.get(name, ()), delimiter)
+        if decision is None:
+            continue
+        result = decision
+        if enforce_flags.get(name, False):
+            return decision
+    return result
+
+
+def layer_decision(
+    sender: str, client_ip: str, entries: Iterable[tuple[str, str]], delimiter: str = "+"
+) -> str | None:
+    """The decision of one layer's entries (see "Matching within one layer")."""
+    names = _sender_keys(sender, delimiter)
+    client = relaynet.parse_client(client_ip)
+    by_sender: tuple[int, str] | None = None  # (specificity, kind)
+    by_client: tuple[int, str] | None = None  # (prefix length, kind)
+    for kind, pattern in entries:
+        key = pattern.strip().lower()
+        if key in names:
+            rank = (names[key], kind)
+            by_sender = _stronger(by_sender, rank)
+        elif "@" not in key and client is not None:
+            net = _pattern_network(key)
+            if net is not None and relaynet.contains(net, client):
+                by_client = _stronger(by_client, (net.prefixlen, kind))
+    kinds = {hit[1] for hit in (by_sender, by_client) if hit is not None}
+    if BLOCK in kinds:
+        return BLOCK
+    return ALLOW if ALLOW in kinds else None
+
+
+def parse_pattern(text: str) -> str:
+    """Normalise a list pattern: an address, ``@domain`` or a client address/CIDR."""
+    raw = text.strip()
+    if "@" in raw:
+        addr = parse_source(raw)
+        return f"@{addr.domain}" if not addr.local else str(addr)
+    if not raw or "*" in raw:
+        raise UsageError(
+            f"invalid pattern {text!r}: expected an address, @domain or client IP/CIDR"
+        )
+    try:
+        parsed = relaynet.parse_cidr(raw)
+    except UsageError:
+        raise UsageError(
+            f"invalid pattern {text!r}: expected an address, @domain or client IP/CIDR"
+        ) from None
+    if parsed.network.prefixlen == 0:
+        raise UsageError(f"invalid pattern {text!r}: it covers every client address")
+    return parsed.text
+
+
+def _stronger(old: tuple[int, str] | None, new: tuple[int, str]) -> tuple[int, str]:
+    """The more specific hit; on a tie (cannot happen within one scope) block wins."""
+    if old is None or new[0] > old[0] or (new[0] == old[0] and new[1] == BLOCK):
+        return new
+    return old
+
+
+def _sender_keys(sender: str, delimiter: str) -> dict[str, int]:
+    """Patterns that match ``sender``, mapped to their specificity (higher wins)."""
+    bare = sender.strip().removeprefix("<").removesuffix(">").lower()
+    if bare.count("@") != 1:
+        return {}
+    local, domain = bare.split("@")
+    if not local or not domain:
+        return {}
+    keys = {f"@{domain}": 1, bare: 3}
+    cut = next((i for i, ch in enumerate(local) if ch in delimiter), -1) if delimiter else -1
+    if cut > 0:
+        keys[f"{local[:cut]}@{domain}"] = 2
+    return keys
+
+
+def _pattern_network(pattern: str) -> relaynet.IPNetwork | None:
+    try:
+        return relaynet.parse_cidr(pattern).network
+    except UsageError:  # a damaged row decides nothing
+        return None

@@ -1,0 +1,214 @@
+"""Rate limits and their counters (tables ``rate_limits`` and ``rate_counters``).
+
+Who calls it: ``mailwarden ratelimit`` (set, list, remove) and the policy daemon, which
+asks ``limits_for`` at RCPT time, compares ``usage`` with the limits, and after an
+accepted message (END-OF-MESSAGE) counts it with ``add_usage``.
+
+Scopes (see ``store.scopes``):
+    a mailbox address   the limit of that SASL login;
+    a local domain      the default for each mailbox of the domain: every login gets the
+                        limit with its own counter; a mailbox's own row for the same
+                        period wins over it (also a row of 0/0: that login is unlimited);
+    ``client:NETWORK``  a client address or network, counted per client address (as
+                        ``core.ratelimit`` does). When several client networks contain
+                        the client, the longest prefix wins per period.
+``max_messages``/``max_recipients`` of 0 mean unlimited.
+
+Counters are keyed by ``(counter_key, period, window_start)``; ``Limit.key`` is the key to
+count under (``login:<address>`` or ``client:<client address>``). The window arithmetic is the
+caller's. ``add_usage`` is one atomic upsert-increment, so concurrent daemons add up.
+
+Errors: ``NotFound`` when removing a limit that does not exist; ``UsageError`` for a
+period other than hour/day or for setting nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mailwarden.core import relaynet
+from mailwarden.errors import NotFound, UsageError
+from mailwarden.store.db import Tx
+from mailwarden.store.scopes import CLIENT_PREFIX, Scope
+
+PERIODS = ("hour", "day")
+PERIOD_SECONDS = {"hour": 3600, "day": 86400}
+LOGIN_PREFIX = "login:"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit that applies; count under ``key``."""
+
+    key: str
+    scope: str
+    kind: str  # "mailbox", "domain" or "client"
+    period: str
+    max_messages: int
+    max_recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    messages: int = 0
+    recipients: int = 0
+
+
+def check_period(period: str) -> str:
+    value = period.strip().lower()
+    if value not in PERIODS:
+        raise UsageError(f"invalid period {period!r}: use hour or day")
+    return value
+
+
+def set_limit(
+    tx: Tx, scope: Scope, period: str, *, messages: int | None, recipients: int | None
+) -> dict[str, Any]:
+    """Create or change the limit of ``scope`` for ``period``; None keeps a value (0 when
+    new). Returns the row as ``list_limits`` shows it."""
+    period = check_period(period)
+    if messages is None and recipients is None:
+        raise UsageError("nothing to set: give --messages and/or --recipients")
+    if tx.one("SELECT id FROM rate_limits WHERE scope = ? AND period = ?", (scope.name, period)):
+        tx.execute(
+            "UPDATE rate_limits SET max_messages = COALESCE(?, max_messages), "
+            "max_recipients = COALESCE(?, max_recipients) WHERE scope = ? AND period = ?",
+            (messages, recipients, scope.name, period),
+        )
+    else:
+        tx.insert(
+            "INSERT INTO rate_limits (scope, domain_id, mailbox_id, period, max_messages, "
+            "max_recipients) VALUES (?, ?, ?, ?, ?, ?)",
+            (scope.name, scope.domain_id, scope.mailbox_id, period, messages or 0, recipients or 0),
+            conflict=f"rate limit of {scope.name!r} per {period} changed concurrently; try again",
+        )
+    rows = [r for r in list_limits(tx, scope.name) if r["period"] == period]
+    return rows[0]
+
+
+def remove(tx: Tx, scope: str, period: str) -> None:
+    period = check_period(period)
+    if not tx.execute("DELETE FROM rate_limits WHERE scope = ? AND period = ?", (scope, period)):
+        raise NotFound(f"no rate limit for {scope!r} per {period}")
+
+
+def list_limits(tx: Tx, scope: str | None = None) -> list[dict[str, Any]]:
+    """Rows ``{scope, kind, period, messages, recipients}`` by scope and period."""
+    sql = (
+        "SELECT scope, domain_id, mailbox_id, period, max_messages, max_recipients FROM rate_limits"
+    )
+    rows = tx.all(sql + " WHERE scope = ?", (scope,)) if scope is not None else tx.all(sql)
+    result = [
+        {
+            "scope": str(r["scope"]),
+            "kind": _kind(r),
+            "period": str(r["period"]),
+            "messages": int(r["max_messages"]),
+            "recipients": int(r["max_recipients"]),
+        }
+        for r in rows
+    ]
+    result.sort(key=lambda r: (r["kind"], r["scope"], PERIODS.index(r["period"])))
+    return result
+
+
+def limits_for(tx: Tx, login_address: str | None, client_ip: str) -> list[Limit]:
+    """The limits for one SMTP transaction: the login's (own row over its domain's,
+    per period) and the client's (longest prefix per period). Unlimited ones left out."""
+    found: list[Limit] = []
+    if login_address:
+        found += _login_limits(tx, login_address.strip().lower())
+    client = relaynet.parse_client(client_ip)
+    if client is not None:
+        found += _client_limits(tx, client)
+    return [lim for lim in found if lim.max_messages or lim.max_recipients]
+
+
+def _login_limits(tx: Tx, login: str) -> list[Limit]:
+    rows = tx.all(
+        "SELECT r.scope, r.domain_id, r.mailbox_id, r.period, r.max_messages, r.max_recipients "
+        "FROM rate_limits r JOIN mailboxes m "
+        "ON m.id = r.mailbox_id OR (r.mailbox_id IS NULL AND m.domain_id = r.domain_id) "
+        "WHERE m.address = ?",
+        (login,),
+    )
+    best: dict[str, Limit] = {}
+    for r in rows:
+        lim = _limit(r, LOGIN_PREFIX + login)
+        if lim.period not in best or lim.kind == "mailbox":
+            best[lim.period] = lim
+    return [best[p] for p in PERIODS if p in best]
+
+
+def _client_limits(tx: Tx, client: relaynet.IPAddress) -> list[Limit]:
+    rows = tx.all(
+        "SELECT scope, domain_id, mailbox_id, period, max_messages, max_recipients "
+        "FROM rate_limits WHERE scope LIKE ?",
+        (CLIENT_PREFIX + "%",),
+    )
+    best: dict[str, tuple[int, Limit]] = {}
+    for r in rows:
+        net = _client_network(str(r["scope"]))
+        if net is None or not relaynet.contains(net, client):
+            continue
+        lim = _limit(r, CLIENT_PREFIX + str(client))
+        if lim.period not in best or net.prefixlen > best[lim.period][0]:
+            best[lim.period] = (net.prefixlen, lim)
+    return [best[p][1] for p in PERIODS if p in best]
+
+
+def add_usage(  # noqa: PLR0917 - the counter's key columns, then what to add
+    tx: Tx, key: str, period: str, window_start: int, messages: int, recipients: int
+) -> None:
+    """Add to the counter of ``(key, period, window_start)``, creating it if needed."""
+    sql = tx.pick(
+        mysql="INSERT INTO rate_counters (counter_key, period, window_start, messages, "
+        "recipients) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
+        "messages = messages + VALUES(messages), recipients = recipients + VALUES(recipients)",
+        sqlite="INSERT INTO rate_counters (counter_key, period, window_start, messages, "
+        "recipients) VALUES (?, ?, ?, ?, ?) ON CONFLICT (counter_key, period, window_start) "
+        "DO UPDATE SET messages = messages + excluded.messages, "
+        "recipients = recipients + excluded.recipients",
+    )
+    tx.execute(sql, (key, period, window_start, messages, recipients))
+
+
+def usage(tx: Tx, key: str, period: str, window_start: int) -> Usage:
+    row = tx.one(
+        "SELECT messages, recipients FROM rate_counters "
+        "WHERE counter_key = ? AND period = ? AND window_start = ?",
+        (key, period, window_start),
+    )
+    return Usage() if row is None else Usage(int(row["messages"]), int(row["recipients"]))
+
+
+def purge_counters(tx: Tx, before: int) -> int:
+    """Delete counters of windows that started before ``before``; return how many."""
+    return tx.execute("DELETE FROM rate_counters WHERE window_start < ?", (before,))
+
+
+def _kind(row: dict[str, Any]) -> str:
+    if row["mailbox_id"] is not None:
+        return "mailbox"
+    if row["domain_id"] is not None:
+        return "domain"
+    return "client"
+
+
+def _limit(row: dict[str, Any], key: str) -> Limit:
+    return Limit(
+        key,
+        str(row["scope"]),
+        _kind(row),
+        str(row["period"]).lower(),
+        int(row["max_messages"]),
+        int(row["max_recipients"]),
+    )
+
+
+def _client_network(scope: str) -> relaynet.IPNetwork | None:
+    try:
+        return relaynet.parse_cidr(scope[len(CLIENT_PREFIX) :]).network
+    except UsageError:
+        return None

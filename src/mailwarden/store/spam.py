@@ -1,0 +1,185 @@
+"""Spam settings and allow/block lists (tables ``spam_settings`` and ``access_lists``).
+
+Who calls it: ``mailwarden spam`` (set, show, allow, block, unlist, lists); the delivery
+agent (``effective_for``: what to do with a scored message) and the policy daemon
+(``lists_for``/``layers_for``, or ``access_decision`` which combines them with
+``core.spamsettings.list_decision``).
+
+Both tables are keyed by ``scope``: ``global``, a local domain name or a mailbox
+address (see ``store.scopes``); rows of a domain or mailbox carry its id so they go with
+it. The layering rules live in ``core.spamsettings``; this module only reads and writes.
+A NULL ``action`` or ``threshold`` means "inherit from the layer above"; the ``global`` row
+(seeded by the schema) always has both.
+
+Errors: ``UsageError`` for clearing a global setting or for setting nothing;
+``NotFound`` for unlisting a pattern that is not listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mailwarden.core import spamsettings
+from mailwarden.core.spamsettings import Effective, Layer
+from mailwarden.errors import NotFound, UsageError
+from mailwarden.store.db import Tx
+from mailwarden.store.scopes import GLOBAL, Scope
+
+SETTINGS = ("action", "threshold", "enforce")
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """The rows that apply to one recipient; None where a layer has no row."""
+
+    global_: Layer
+    domain: Layer | None = None
+    mailbox: Layer | None = None
+
+    @property
+    def enforce_flags(self) -> dict[str, bool]:
+        return {
+            "global": self.global_.enforce,
+            "domain": bool(self.domain and self.domain.enforce),
+            "mailbox": bool(self.mailbox and self.mailbox.enforce),
+        }
+
+    def effective(self) -> Effective:
+        return spamsettings.effective(self.global_, self.domain, self.mailbox)
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def get_layer(tx: Tx, scope: str) -> Layer | None:
+    """The row of one scope, or None if it has none."""
+    row = tx.one("SELECT action, threshold, enforce FROM spam_settings WHERE scope = ?", (scope,))
+    return None if row is None else _layer(row)
+
+
+def set_settings(tx: Tx, scope: Scope, changes: Mapping[str, Any]) -> Layer:
+    """Upsert the row of ``scope``: keys of ``changes`` (action, threshold, enforce) are set,
+    others keep their value (a new row inherits them). A None action/threshold = inherit."""
+    unknown = set(changes) - set(SETTINGS)
+    if unknown or not changes:
+        raise UsageError("nothing to set: give --action, --threshold or --enforce/--no-enforce")
+    if scope.kind == "global" and any(changes.get(k, 0) is None for k in ("action", "threshold")):
+        raise UsageError("the global spam settings cannot inherit: give a value")
+    values = {k: (int(bool(v)) if k == "enforce" else v) for k, v in changes.items()}
+    columns = [k for k in SETTINGS if k in values]  # fixed identifiers, never user text
+    params = [values[k] for k in columns]
+    if tx.one("SELECT id FROM spam_settings WHERE scope = ?", (scope.name,)) is not None:
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        tx.execute(f"UPDATE spam_settings SET {assignments} WHERE scope = ?", (*params, scope.name))
+    else:
+        names = ", ".join(["scope", "domain_id", "mailbox_id", *columns])
+        marks = ", ".join("?" * (3 + len(columns)))
+        tx.insert(
+            f"INSERT INTO spam_settings ({names}) VALUES ({marks})",
+            (scope.name, scope.domain_id, scope.mailbox_id, *params),
+            conflict=f"spam settings for {scope.name!r} changed concurrently; try again",
+        )
+    layer = get_layer(tx, scope.name)
+    assert layer is not None
+    return layer
+
+
+def layers_for_scope(tx: Tx, scope: Scope) -> Layers:
+    """The layers above and including ``scope`` (global; domain; mailbox)."""
+    if scope.kind == "mailbox":
+        return layers_for(tx, scope.name)
+    rows = _rows_by_scope(tx, (GLOBAL, scope.name))
+    domain = rows.get(scope.name.lower()) if scope.kind == "domain" else None
+    return Layers(rows.get(GLOBAL, Layer()), domain)
+
+
+def layers_for(tx: Tx, mailbox_address: str) -> Layers:
+    """The global, domain and mailbox rows for a (normalised) recipient address."""
+    domain = mailbox_address.rsplit("@", 1)[-1].lower()
+    address = mailbox_address.lower()
+    rows = _rows_by_scope(tx, (GLOBAL, domain, address))
+    return Layers(rows.get(GLOBAL, Layer()), rows.get(domain), rows.get(address))
+
+
+def effective_for(tx: Tx, mailbox_address: str) -> Effective:
+    """The spam treatment for mail to ``mailbox_address`` (for the delivery agent)."""
+    return layers_for(tx, mailbox_address).effective()
+
+
+def _rows_by_scope(tx: Tx, names: tuple[str, ...]) -> dict[str, Layer]:
+    marks = ", ".join("?" * len(names))
+    rows = tx.all(
+        f"SELECT scope, action, threshold, enforce FROM spam_settings WHERE scope IN ({marks})",
+        names,
+    )
+    return {str(r["scope"]).lower(): _layer(r) for r in rows}
+
+
+def _layer(row: dict[str, Any]) -> Layer:
+    threshold = row["threshold"]
+    return Layer(
+        None if row["action"] is None else str(row["action"]).lower(),
+        None if threshold is None else float(threshold),
+        bool(row["enforce"]),
+    )
+
+
+# --- allow/block lists -----------------------------------------------------------------
+
+
+def list_entry(tx: Tx, scope: Scope, kind: str, pattern: str, now: int) -> str | None:
+    """Put ``pattern`` on the ``kind`` list of ``scope``; return the kind it had before
+    (None if new). A pattern is on one list per scope, so allow->block moves it."""
+    row = tx.one(
+        "SELECT kind FROM access_lists WHERE scope = ? AND pattern = ?", (scope.name, pattern)
+    )
+    if row is not None:
+        tx.execute(
+            "UPDATE access_lists SET kind = ?, created_at = ? WHERE scope = ? AND pattern = ?",
+            (kind, now, scope.name, pattern),
+        )
+        return str(row["kind"])
+    tx.insert(
+        "INSERT INTO access_lists (scope, domain_id, mailbox_id, kind, pattern, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (scope.name, scope.domain_id, scope.mailbox_id, kind, pattern, now),
+        conflict=f"{pattern!r} was listed for {scope.name!r} concurrently; try again",
+    )
+    return None
+
+
+def unlist(tx: Tx, scope: str, pattern: str) -> None:
+    if not tx.execute("DELETE FROM access_lists WHERE scope = ? AND pattern = ?", (scope, pattern)):
+        raise NotFound(f"{pattern!r} is on no list of {scope!r}")
+
+
+def entries(tx: Tx, scope: str) -> list[dict[str, Any]]:
+    """Rows ``{kind, pattern, created_at}`` of one scope, allow first, then by pattern."""
+    return tx.all(
+        "SELECT kind, pattern, created_at FROM access_lists WHERE scope = ? ORDER BY kind, pattern",
+        (scope,),
+    )
+
+
+def lists_for(tx: Tx, mailbox_address: str) -> list[tuple[str, str, str]]:
+    """``(layer, kind, pattern)`` for a recipient: global, its domain, its mailbox."""
+    domain = mailbox_address.rsplit("@", 1)[-1].lower()
+    address = mailbox_address.lower()
+    rows = tx.all(
+        "SELECT scope, kind, pattern FROM access_lists WHERE scope IN (?, ?, ?) "
+        "ORDER BY scope, pattern",
+        (GLOBAL, domain, address),
+    )
+    names = {GLOBAL: "global", domain: "domain", address: "mailbox"}
+    return [(names[str(r["scope"]).lower()], str(r["kind"]), str(r["pattern"])) for r in rows]
+
+
+def access_decision(
+    tx: Tx, mailbox_address: str, sender: str, client_ip: str, *, delimiter: str = "+"
+) -> str | None:
+    """``"allow"``, ``"block"`` or None for mail from ``sender``/``client_ip`` to a recipient."""
+    grouped = spamsettings.by_layer(lists_for(tx, mailbox_address))
+    flags = layers_for(tx, mailbox_address).enforce_flags
+    return spamsettings.list_decision(sender, client_ip, grouped, flags, delimiter=delimiter)
