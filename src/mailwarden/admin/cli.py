@@ -13,6 +13,7 @@ one line on stderr without a traceback; 2 bad command-line syntax (argparse);
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 import traceback
@@ -40,13 +41,18 @@ FAMILIES = (
     "policyd",
     "milter",
     "daemons",
+    "serve",
+    "setup",
+    "doctor",
 )
 
 EX_USER = 1
 EX_INTERNAL = 70
 
 
+@functools.lru_cache(maxsize=1)
 def build_parser() -> argparse.ArgumentParser:
+    """The full parser; built once per process (parsing never changes it)."""
     parser = argparse.ArgumentParser(
         prog="mailwarden",
         description="Virtual mail hosting around Postfix and Dovecot: domains, mailboxes, "

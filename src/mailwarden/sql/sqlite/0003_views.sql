@@ -59,18 +59,20 @@ CREATE VIEW postfix_alias_domain_map AS
 -- domains, and explicit send-as grants.
 CREATE VIEW postfix_sender_login AS
   SELECT m.address AS sender, m.address AS login
-  FROM mailboxes m WHERE m.active = 1
+  FROM mailboxes m JOIN domains d ON d.id = m.domain_id
+  WHERE m.active = 1 AND d.active = 1
   UNION
   SELECT a.source AS sender, m.address AS login
-  FROM aliases a JOIN mailboxes m ON m.address = a.destination
-  WHERE a.local_part <> '' AND a.active = 1 AND m.active = 1
+  FROM aliases a JOIN mailboxes m ON m.address = a.destination JOIN domains d ON d.id = m.domain_id
+  WHERE a.local_part <> '' AND a.active = 1 AND m.active = 1 AND d.active = 1
   UNION
   SELECT (m.local_part || '@' || ad.name) AS sender, m.address AS login
-  FROM mailboxes m JOIN domains ad ON ad.alias_of = m.domain_id
-  WHERE m.active = 1 AND ad.active = 1
+  FROM mailboxes m JOIN domains d ON d.id = m.domain_id JOIN domains ad ON ad.alias_of = m.domain_id
+  WHERE m.active = 1 AND d.active = 1 AND ad.active = 1
   UNION
   SELECT g.address AS sender, m.address AS login
-  FROM sendas_grants g JOIN mailboxes m ON m.id = g.mailbox_id WHERE m.active = 1;
+  FROM sendas_grants g JOIN mailboxes m ON m.id = g.mailbox_id JOIN domains d ON d.id = m.domain_id
+  WHERE m.active = 1 AND d.active = 1;
 
 CREATE VIEW dovecot_users AS
   SELECT m.address AS user, m.password AS password, m.maildir AS home,
