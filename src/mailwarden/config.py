@@ -17,7 +17,6 @@ import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mailwarden.errors import ConfigError
@@ -136,7 +135,7 @@ def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> 
 def load(explicit: str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Load settings from the file that applies; built-in defaults when there is none."""
     path, named = config_path(explicit, environ)
-    if not Path(path).exists():
+    if not os.path.exists(path):
         if named:
             raise ConfigError(f"{path}: configuration file not found")
         return Settings()

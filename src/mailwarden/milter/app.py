@@ -1,0 +1,313 @@
+"""The milter: pymilter callbacks around one scan per message.
+
+Who calls it: libmilter, one thread per MTA connection (``Milter.factory`` builds one
+``ScanMilter`` per connection, wired in ``milter.__main__``). Several messages may
+follow on one connection; per-message state is reset at MAIL FROM and at ``abort``.
+
+Per message:
+    envfrom   sender; authenticated? (macro ``{auth_authen}``, Postfix sends it at MAIL)
+    envrcpt   recipients (every one; the scan is once per message, not per recipient)
+    header    counted per name; ``Received:`` counted for loop protection; the
+              verdict headers of ``scanverdict.REMOVE`` are remembered for deletion and
+              kept out of the scanned copy; everything else goes to the ``Spool``
+    eoh       loop check: more than ``max_received`` -> 554 5.4.6 (no body is read)
+    body      appended to the spool
+    eom       ``Scanner.scan`` -> ``Outcome``; forged headers deleted (``chgheader``
+              with the 1-based occurrence, last first); verdict headers added; traffic
+              recorded; one log line; metrics
+    abort / close   the spool is closed (no temp file or fd outlives a transaction)
+
+Replies (DESIGN §4): virus 554 5.7.1 ``Virus <name> detected`` (or DISCARD, or
+``quarantine`` = Postfix hold queue, by ``virus_action``); loop 554 5.4.6; spam at or
+above ``spam_reject_score`` 554 5.7.1; scanner failure with ``tempfail`` policy and any
+unexpected exception 451 4.3.0 (also ``Milter.set_exception_policy(TEMPFAIL)`` as a
+last resort). Never an answer of 2xx after an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import Milter
+
+from mailwarden.config import MilterSettings
+from mailwarden.core import scanverdict
+from mailwarden.core.scanverdict import AvResult, Outcome, SpamResult
+from mailwarden.metrics import MilterMetrics
+from mailwarden.milter.clamav import ClamdClient
+from mailwarden.milter.spamassassin import SpamdClient
+from mailwarden.milter.spool import Spool
+from mailwarden.milter.traffic import TrafficRecorder
+from mailwarden.store import spam as spam_store
+from mailwarden.store.db import Database
+from mailwarden.verdict import Verdict
+
+log = logging.getLogger("mailwarden.milter")
+
+FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+# pymilter's reply codes, typed (the C module exports them untyped).
+CONTINUE: int = Milter.CONTINUE
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+DISCARD: int = Milter.DISCARD
+T = TypeVar("T")
+_REMOVE = {name.lower(): name for name in scanverdict.REMOVE}
+
+
+@dataclass
+class Message:
+    """What the milter learned about one message (facts only)."""
+
+    sender: str = ""
+    authenticated: bool = False
+    client_ip: str = ""
+    recipients: list[str] = field(default_factory=list)
+    received: int = 0
+    header_counts: dict[str, int] = field(default_factory=dict)
+    queue_id: str = ""
+
+
+STORE_WORKERS = 4
+STORE_WAIT = 5.0  # seconds an allow-list lookup may take before we just scan
+
+
+class Scanner:
+    """Everything one scan needs; shared by all connections (thread-safe: no state).
+
+    Store calls run on a small pool of its own threads, not in libmilter's threads:
+    ``Database`` keeps one connection per thread, and libmilter starts a thread per
+    SMTP connection, so calling it there would open (and leak) a connection each.
+    Traffic is recorded in the background (accounting must not delay the reply).
+    """
+
+    def __init__(
+        self,
+        settings: MilterSettings,
+        metrics: MilterMetrics,
+        db: Database | None = None,
+        clamd: ClamdClient | None = None,
+        spamd: SpamdClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.db = db
+        self.clamd = clamd
+        self.spamd = spamd
+        self.traffic = TrafficRecorder(db, metrics)
+        self._store = ThreadPoolExecutor(STORE_WORKERS, thread_name_prefix="milter-store")
+
+    def record_traffic(self, msg: Message, size: int) -> None:
+        if self.db is not None:
+            rcpts = list(msg.recipients)
+            self._store.submit(self.traffic.record, rcpts, msg.sender, msg.authenticated, size)
+
+    def shutdown(self) -> None:
+        self._store.shutdown(wait=True)
+        if self.db is not None:
+            self.db.close()
+
+    def scan(self, msg: Message, spool: Spool) -> Outcome:
+        av = self._av(spool)
+        if av.state == scanverdict.VIRUS:
+            return scanverdict.decide(av, SpamResult(scanverdict.SKIPPED), self.settings)
+        return scanverdict.decide(av, self._spam(msg, spool), self.settings)
+
+    def _av(self, spool: Spool) -> AvResult:
+        if self.clamd is None:
+            return AvResult(scanverdict.SKIPPED, detail="no clamd configured")
+        result = self._timed("clamav", spool.size, lambda: self.clamd.scan(spool.reader()))  # type: ignore[union-attr]
+        if result.state in (scanverdict.ERROR, scanverdict.TOO_LARGE):
+            self.metrics.scanner_errors.labels("clamav").inc()
+            log.warning("milter: clamd %s: %s", result.state, result.detail)
+        return result
+
+    def _spam(self, msg: Message, spool: Spool) -> SpamResult:
+        allowed = self._all_allowed(msg) if not msg.authenticated else False
+        skip = scanverdict.spam_skip(spool.size, msg.authenticated, allowed, self.settings)
+        if skip is not None or self.spamd is None:
+            return SpamResult(scanverdict.SKIPPED, detail=skip or "no spamd configured")
+        spamd = self.spamd
+        result = self._timed(
+            "spamassassin", spool.size, lambda: spamd.check(spool.reader(), spool.size)
+        )
+        if result.state == scanverdict.ERROR:
+            self.metrics.scanner_errors.labels("spamassassin").inc()
+            log.warning("milter: spamd error: %s", result.detail)
+        return result
+
+    def _timed(self, scanner: str, size: int, call: Callable[[], T]) -> T:
+        start = time.monotonic()
+        try:
+            return call()
+        finally:
+            self.metrics.scan_latency.labels(scanner).observe(time.monotonic() - start)
+            self.metrics.bytes_scanned.labels(scanner).inc(size)
+
+    def _all_allowed(self, msg: Message) -> bool:
+        """True when every recipient's allow list allows the sender (and none blocks)."""
+        if self.db is None or not msg.recipients or msg.sender in ("", "<>"):
+            return False
+        try:
+            return self._store.submit(self._read_allowed, msg).result(timeout=STORE_WAIT)
+        except Exception as exc:  # noqa: BLE001 - no allow list then: scan it
+            log.warning("milter: allow lists not read (%s); scanning", exc)
+            return False
+
+    def _read_allowed(self, msg: Message) -> bool:
+        assert self.db is not None
+        with self.db.read() as tx:
+            return all(
+                spam_store.access_decision(tx, _bare(r), _bare(msg.sender), msg.client_ip)
+                == "allow"
+                for r in msg.recipients
+            )
+
+
+class ScanMilter(Milter.Base):  # type: ignore[misc]
+    """One SMTP connection. Thin: facts in, ``Scanner.scan``, outcome out."""
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+        self.client_ip = ""
+        self.msg = Message()
+        self.spool: Spool | None = None
+        self.started = 0.0
+
+    # --- connection and envelope -----------------------------------------------------
+
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        if isinstance(hostaddr, tuple) and hostaddr:
+            self.client_ip = str(hostaddr[0])
+        return CONTINUE
+
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        self._reset()
+        self.started = time.monotonic()
+        authen = self.getsymval("{auth_authen}")
+        self.msg = Message(sender=mailfrom, authenticated=bool(authen), client_ip=self.client_ip)
+        self.spool = Spool(self.scanner.settings.spool_threshold)
+        return CONTINUE
+
+    def envrcpt(self, to: str, *params: str) -> int:
+        self.msg.recipients.append(to)
+        return CONTINUE
+
+    # --- content -----------------------------------------------------------------------
+
+    def header(self, name: str, value: str) -> int:
+        """Overridden so pymilter negotiates header callbacks; libmilter's path is
+        ``header_bytes`` (pymilter calls it with the raw value on Python 3)."""
+        return self.header_bytes(name, value.encode("utf-8", "surrogateescape"))
+
+    def header_bytes(self, name: str, value: bytes) -> int:
+        """Raw header value (pymilter would decode it; we scan the bytes as sent)."""
+        key = name.lower()
+        counts = self.msg.header_counts
+        counts[key] = counts.get(key, 0) + 1
+        if key == "received":
+            self.msg.received += 1
+        if key not in _REMOVE and self.spool is not None:
+            self.spool.add_header(name, value)
+        return CONTINUE
+
+    def eoh(self) -> int:
+        loop = scanverdict.loop_verdict(self.msg.received, self.scanner.settings)
+        if loop is not None:
+            self._finish(Outcome(loop, scanverdict.REJECT, "loop", reason="loop"))
+            return self._reply(loop, REJECT)
+        if self.spool is not None:
+            self.spool.write(b"\r\n")
+        return CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        if self.spool is not None:
+            self.spool.write(chunk)
+        return CONTINUE
+
+    def eom(self) -> int:
+        self.msg.queue_id = self.getsymval("i") or ""
+        try:
+            if self.spool is None:
+                raise RuntimeError("end of message without MAIL FROM")
+            outcome = self.scanner.scan(self.msg, self.spool)
+            return self._apply(outcome)
+        except Exception:
+            log.exception(
+                "milter: %s: internal error, answering 451 4.3.0", self.msg.queue_id or "-"
+            )
+            verdict = Verdict("4.3.0", "Temporary failure, try again later")
+            self._finish(
+                Outcome(verdict, scanverdict.TEMPFAIL, "tempfail", reason="internal error")
+            )
+            return self._reply(verdict, TEMPFAIL)
+        finally:
+            self._reset()
+
+    def abort(self) -> int:
+        self._reset()
+        return CONTINUE
+
+    def close(self) -> int:
+        self._reset()
+        return CONTINUE
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _apply(self, outcome: Outcome) -> int:
+        if outcome.action == scanverdict.REJECT:
+            self._finish(outcome)
+            return self._reply(outcome.verdict, REJECT)
+        if outcome.action == scanverdict.TEMPFAIL:
+            self._finish(outcome)
+            return self._reply(outcome.verdict, TEMPFAIL)
+        if outcome.action == scanverdict.DISCARD:
+            self._finish(outcome)
+            return DISCARD
+        self._strip_forged()
+        for name, value in outcome.add_headers:
+            self.addheader(name, value)
+        if outcome.action == scanverdict.QUARANTINE:
+            self.quarantine(outcome.verdict.text)
+        self._finish(outcome)
+        self.scanner.record_traffic(self.msg, self.spool.size if self.spool is not None else 0)
+        return CONTINUE
+
+    def _strip_forged(self) -> None:
+        """Delete every incoming verdict header, last occurrence first (1-based index)."""
+        for key, name in _REMOVE.items():
+            for index in range(self.msg.header_counts.get(key, 0), 0, -1):
+                self.chgheader(name, index, None)
+
+    def _reply(self, verdict: Verdict, code: int) -> int:
+        self.setreply(str(verdict.smtp_code), verdict.dsn, verdict.text.replace("%", "?"))
+        return code
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.scanner.metrics.messages.labels(outcome.label).inc()
+        elapsed = (time.monotonic() - self.started) * 1000 if self.started else 0.0
+        log.info(
+            "milter: %s: from=%s rcpts=%d size=%d auth=%s verdict=%s dsn=%s %s (%.0f ms)",
+            self.msg.queue_id or "-",
+            self.msg.sender or "<>",
+            len(self.msg.recipients),
+            self.spool.size if self.spool is not None else 0,
+            "yes" if self.msg.authenticated else "no",
+            outcome.label,
+            outcome.verdict.dsn,
+            outcome.reason,
+            elapsed,
+        )
+
+    def _reset(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+def _bare(address: str) -> str:
+    return address.strip().removeprefix("<").removesuffix(">").lower()

@@ -1,0 +1,184 @@
+"""ScanMilter callbacks with a fake libmilter context and fake scanner clients.
+
+The real protocol (libmilter + an independent client) is in
+tests/integration/test_milter_protocol.py; here: the callback logic — one scan per
+message, forged headers deleted last-first, replies, exceptions -> 451 4.3.0, spool
+closed on every path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, BinaryIO
+
+import Milter
+import pytest
+from prometheus_client import CollectorRegistry
+
+from mailwarden.config import MilterSettings
+from mailwarden.core import scanverdict as sv
+from mailwarden.metrics import MilterMetrics
+from mailwarden.milter.app import ScanMilter, Scanner
+from mailwarden.milter.spool import Spool
+
+
+class FakeCtx:
+    def __init__(self, macros: dict[str, str] | None = None) -> None:
+        self.macros = macros or {}
+        self.calls: list[tuple[Any, ...]] = []
+        self.priv: Any = None
+
+    def setpriv(self, priv: Any) -> None:
+        self.priv = priv
+
+    def getpriv(self) -> Any:
+        return self.priv
+
+    def getsymval(self, name: str) -> str | None:
+        return self.macros.get(name)
+
+    def setreply(self, *args: Any) -> None:
+        self.calls.append(("reply", *args))
+
+    def addheader(self, name: str, value: str, idx: int) -> None:
+        self.calls.append(("add", name, value))
+
+    def chgheader(self, name: str, idx: int, value: str | None) -> None:
+        self.calls.append(("chg", name, idx, value))
+
+    def quarantine(self, reason: str) -> None:
+        self.calls.append(("quarantine", reason))
+
+
+class FakeClamd:
+    def __init__(self, result: sv.AvResult | Exception) -> None:
+        self.result = result
+        self.scanned: list[bytes] = []
+
+    def scan(self, stream: BinaryIO) -> sv.AvResult:
+        self.scanned.append(stream.read())
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+class FakeSpamd:
+    def __init__(self, result: sv.SpamResult) -> None:
+        self.result = result
+        self.calls = 0
+
+    def check(self, stream: BinaryIO, size: int) -> sv.SpamResult:
+        self.calls += 1
+        assert len(stream.read(size)) == size
+        return self.result
+
+
+def run(
+    av: sv.AvResult | Exception = sv.AvResult(sv.CLEAN),
+    spam: sv.SpamResult = sv.SpamResult(sv.SCORED, 1.0, 5.0),
+    headers: tuple[tuple[str, bytes], ...] = (("Subject", b"hi"),),
+    rcpts: int = 1,
+    auth: str = "",
+    **settings: Any,
+) -> tuple[int, FakeCtx, FakeClamd, FakeSpamd, ScanMilter]:
+    s = dataclasses.replace(MilterSettings(spool_threshold=100), **settings)
+    clamd, spamd = FakeClamd(av), FakeSpamd(spam)
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, spamd)  # type: ignore[arg-type]
+    m = ScanMilter(scanner)
+    ctx = FakeCtx({"{auth_authen}": auth} if auth else {})
+    m._setctx(ctx)
+    m.connect("client", 2, ("192.0.2.1", 25))
+    m.envfrom("<a@outside.test>")
+    for i in range(rcpts):
+        m.envrcpt(f"<r{i}@example.test>")
+    for name, value in headers:
+        m.header_bytes(name, value)
+    rc = m.eoh()
+    if rc == Milter.CONTINUE:
+        m.body(b"x" * 500)
+        rc = m.eom()
+    return rc, ctx, clamd, spamd, m
+
+
+def test_clean_scanned_once_for_many_recipients() -> None:
+    rc, ctx, clamd, spamd, m = run(rcpts=50)
+    assert rc == Milter.CONTINUE
+    assert len(clamd.scanned) == 1 and spamd.calls == 1
+    assert clamd.scanned[0] == b"Subject: hi\r\n\r\n" + b"x" * 500
+    assert ("add", "X-Virus-Scanned", "mailwarden (ClamAV)") in ctx.calls
+    assert m.spool is None  # closed
+
+
+def test_virus_reply() -> None:
+    rc, ctx, _, spamd, _ = run(av=sv.AvResult(sv.VIRUS, "Eicar-Test"))
+    assert rc == Milter.REJECT
+    assert ctx.calls == [("reply", "554", "5.7.1", "Virus Eicar-Test detected")]
+    assert spamd.calls == 0
+
+
+def test_quarantine_and_discard() -> None:
+    rc, ctx, *_ = run(av=sv.AvResult(sv.VIRUS, "V"), virus_action="quarantine")
+    assert rc == Milter.CONTINUE and ("quarantine", "Virus V detected") in ctx.calls
+    rc, ctx, *_ = run(av=sv.AvResult(sv.VIRUS, "V"), virus_action="discard")
+    assert rc == Milter.DISCARD
+
+
+def test_forged_headers_deleted_last_first_and_not_scanned() -> None:
+    headers = (
+        ("X-Spam-Flag", b"NO"),
+        ("Subject", b"s"),
+        ("x-spam-flag", b"NO"),
+        ("X-Spam-Report", b"r"),
+    )
+    rc, ctx, clamd, *_ = run(headers=headers)
+    chg = [c for c in ctx.calls if c[0] == "chg"]
+    assert chg == [
+        ("chg", "X-Spam-Flag", 2, None),
+        ("chg", "X-Spam-Flag", 1, None),
+        ("chg", "X-Spam-Report", 1, None),
+    ]
+    assert b"X-Spam" not in clamd.scanned[0].split(b"\r\n\r\n")[0]
+
+
+def test_unexpected_exception_is_451() -> None:
+    rc, ctx, *_, m = run(av=RuntimeError("boom"))
+    assert rc == Milter.TEMPFAIL
+    assert ctx.calls == [("reply", "451", "4.3.0", "Temporary failure, try again later")]
+    assert m.spool is None
+
+
+def test_loop_at_eoh() -> None:
+    hops = tuple(("Received", b"x") for _ in range(3))
+    rc, ctx, clamd, *_ = run(headers=hops, max_received=2)
+    assert rc == Milter.REJECT and ctx.calls[0][1:3] == ("554", "5.4.6")
+    assert clamd.scanned == []
+
+
+@pytest.mark.parametrize(
+    ("auth", "scan_auth", "calls"), [("u@x", False, 0), ("u@x", True, 1), ("", False, 1)]
+)
+def test_authenticated(auth: str, scan_auth: bool, calls: int) -> None:
+    _, _, clamd, spamd, _ = run(auth=auth, scan_authenticated_spam=scan_auth)
+    assert len(clamd.scanned) == 1 and spamd.calls == calls
+
+
+def test_abort_closes_spool_and_next_message_is_fresh() -> None:
+    _, ctx, _, _, m = run()
+    m.envfrom("<b@outside.test>")
+    m.header_bytes("Subject", b"aborted")
+    m.body(b"y" * 1000)
+    assert m.spool is not None and m.spool.on_disk
+    m.abort()
+    assert m.spool is None
+    m.close()
+
+
+def test_spool_rolls_over_and_closes() -> None:
+    spool = Spool(10)
+    spool.add_header("A", b"b")
+    spool.write(b"z" * 100)
+    assert spool.on_disk and spool.size == 106
+    assert spool.reader().read() == b"A: b\r\n" + b"z" * 100
+    spool.close()
+    spool.close()
+    assert spool.closed
