@@ -1,0 +1,14 @@
+"""``mailwarden doctor``: the end-to-end diagnostic a mail admin runs after setup and
+after every change.
+
+It prints one line per check (``ok`` or ``FAIL`` and the cause) and ``N passed,
+M failed``; the exit status is 1 when any check failed. Checks (``checks``): the
+configuration; the database and its schema; Postfix's wiring (milter, policy service,
+transport, ``postmap -q`` answering for a test account); Dovecot authenticating the test
+account (``doveadm auth test``); a message sent over SMTP read back over IMAP and POP3;
+EICAR refused; GTUBE tagged and filed into the Junk folder; an unauthenticated relay
+refused; an over-quota test mailbox refused at RCPT; the metrics endpoint.
+
+Every check has a timeout. The test mailboxes (random names in the first local domain)
+and their Maildirs are removed in a ``finally``, whatever happened.
+"""

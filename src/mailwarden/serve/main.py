@@ -1,0 +1,191 @@
+"""Wire ``mailwarden serve`` together: check, bind, (detach), supervise.
+
+Everything that can be wrong with the configuration is found before the first daemon
+starts, and reported as one line (``ConfigError``): an unknown daemon in ``--only``, a
+daemon this installation lacks, a listen address a daemon would refuse, a TCP port
+already in use, a metrics endpoint that cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import socket
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from mailwarden.config import Settings
+from mailwarden.errors import ConfigError
+from mailwarden.metrics import ServeMetrics
+from mailwarden.serve import children
+from mailwarden.serve.endpoint import Endpoint
+from mailwarden.serve.supervisor import Supervisor
+
+log = logging.getLogger("mailwarden.serve")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--foreground", action="store_true", help="do not detach (systemd, containers)")
+    p.add_argument(
+        "--only", metavar="LIST", help="comma-separated daemons to run (default: all installed)"
+    )
+    p.add_argument("--metrics", metavar="HOST:PORT", help="the host's Prometheus endpoint")
+    p.add_argument("--log-file", default="/var/log/mailwarden/serve.log", help="log when detached")
+    p.add_argument("--pid-file", default="/run/mailwarden/serve.pid", help="pid when detached")
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="SIGKILL daemons still running this long after SIGTERM",
+    )
+    p.add_argument(
+        "--backoff",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="first restart delay; doubles per quick exit, up to 60 s",
+    )
+
+
+def selected(only: str | None) -> list[str]:
+    if not only:
+        names = [n for n in children.DAEMONS if children.available(n)]
+        if not names:
+            raise ConfigError("no daemon is installed (policyd, milter, lmtpd)")
+        return names
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    for name in names:
+        if name not in children.DAEMONS:
+            raise ConfigError(f"--only: unknown daemon {name!r} (policyd, milter, lmtpd)")
+        if not children.available(name):
+            raise ConfigError(f"--only: {name} is not installed here (missing dependency)")
+    return list(dict.fromkeys(names))
+
+
+def host_port(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.removeprefix("inet:").rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def tcp_listens(settings: Settings, name: str) -> list[tuple[str, int]]:
+    """The TCP addresses a daemon will bind, checked the way the daemon checks them."""
+    if name == "policyd":
+        from mailwarden.policyd.__main__ import parse_listen
+
+        specs = [parse_listen(a) for a in settings.policy.listen]
+        return [(host, port) for kind, host, port in specs if kind == "tcp"]
+    if name == "milter":
+        from mailwarden.milter.__main__ import check_settings, libmilter_address
+
+        check_settings(settings.milter, settings.source)
+        out: list[tuple[str, int]] = []
+        for spec in settings.milter.listen:
+            addr = libmilter_address(spec)
+            if addr.startswith("inet:"):
+                mport, _, mhost = addr[5:].partition("@")
+                out.append((mhost or "0.0.0.0", int(mport)))
+        return out
+    from mailwarden.lda.lmtp import parse_listen as lmtp_listen
+
+    out = []
+    for spec in settings.lda.lmtp_listen:
+        try:
+            kind, host, port = lmtp_listen(spec)
+        except ValueError as exc:
+            raise ConfigError(f"{settings.source}: lda.lmtp_listen: {exc}") from None
+        if kind == "inet":
+            out.append((host, port))
+    return out
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"{what} {host}:{port}: {exc.strerror}") from None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def build(settings: Settings, args: argparse.Namespace) -> tuple[Supervisor, Endpoint]:
+    names = selected(args.only)
+    for name in names:
+        for host, port in tcp_listens(settings, name):
+            check_free(host, port, f"{name}: port in use:")
+    config_path = settings.source if os.path.isabs(settings.source) else None
+    kids = []
+    for name in names:
+        port = free_port()
+        kids.append(children.Child(name, children.command(name, config_path, port), port))
+    registry = CollectorRegistry()
+    metrics = ServeMetrics.create(registry)
+    host, port = host_port(args.metrics or settings.metrics.listen, "metrics listen")
+    try:
+        endpoint = Endpoint(host, port, registry, lambda: [k.metrics_port for k in kids])
+    except OSError as exc:
+        raise ConfigError(f"metrics endpoint {host}:{port}: {exc.strerror}") from None
+    sup = Supervisor(kids, metrics, initial_backoff=args.backoff, stop_timeout=args.stop_timeout)
+    return sup, endpoint
+
+
+def detach(log_file: str, pid_file: str) -> None:
+    """Classic double fork; stdout/stderr go to log_file (children inherit them)."""
+    os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.makedirs(os.path.dirname(pid_file) or ".", exist_ok=True)
+    with open(pid_file, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    sup, endpoint = build(settings, args)  # ConfigError: nothing started yet
+    if not args.foreground:
+        detach(args.log_file, args.pid_file)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s mailwarden-serve[%(process)d]: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    sup.install_signals()
+    endpoint.start()
+    log.warning(
+        "serve: metrics on http://%s/metrics; daemons: %s",
+        endpoint.address,
+        ", ".join(c.name for c in sup.children),
+    )
+    try:
+        return sup.run()
+    finally:
+        endpoint.close()
+        if not args.foreground:
+            _remove(args.pid_file)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,19 @@
+"""``mailwarden setup``: the installer.
+
+Asks (or takes ``--non-interactive`` flags for) the database, the mail domains, the
+postmaster, the mail root and its owner, and where Postfix and Dovecot keep their
+configuration; then plans every change (``plan``): the mailwarden TOML file, Postfix
+``main.cf`` settings (applied with ``postconf -e``, only mailwarden's own keys), the SQL
+map files and a ``master.cf`` block, Dovecot ``conf.d`` files and the SQL file, the
+schema, the domains and the postmaster. ``--dry-run`` prints the plan as unified diffs
+and commands; ``--apply`` carries it out and reloads Postfix and Dovecot when they run.
+
+The files come from ``contrib/`` (``render``: the same templates CI tests). Text
+setup owns inside a file shared with the admin sits between ``# BEGIN mailwarden`` and
+``# END mailwarden`` (``markers``); nothing outside is touched. Re-running with the
+same answers plans nothing.
+
+Bad input stops in ``preflight`` with one line, before anything changes: Postfix or
+Dovecot (or their SQL drivers) missing, a database that refuses the connection, a mail
+root that cannot be created or written, a port in use, an invalid existing config.
+"""

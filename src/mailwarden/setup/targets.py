@@ -1,0 +1,164 @@
+"""What Postfix and Dovecot should contain, computed from the answers and contrib/.
+
+Pure functions of (answers, templates) except ``current_main_cf``/``preview_main_cf``,
+which ask ``postconf`` about a config directory.
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mailwarden.errors import ConfigError
+from mailwarden.setup import markers
+from mailwarden.setup.answers import Answers
+from mailwarden.setup.render import main_cf_settings, normalize, placeholders, render
+from mailwarden.store.db import parse_url
+
+SQL_FILE = "dovecot-mailwarden-sql.conf.ext"
+
+
+def values(a: Answers) -> dict[str, str]:
+    return placeholders(
+        a.database_url,
+        mail_root=a.mail_root,
+        uid=a.mail_uid,
+        gid=a.mail_gid,
+        dovecot_dir=a.dovecot_dir,
+        postfix_dir=str(Path(a.postfix_dir) / "mailwarden"),
+    )
+
+
+def postfix_address(spec: str, *, milter: bool = False) -> str:
+    """A mailwarden listen address as Postfix writes it (inet:HOST:PORT or unix:/path)."""
+    if spec.startswith(("unix:", "local:")):
+        return "unix:" + spec.split(":", 1)[1]
+    if milter and spec.startswith("inet:") and "@" in spec:
+        port, _, host = spec[5:].partition("@")
+        return f"inet:{host}:{port}"
+    return "inet:" + spec.removeprefix("inet:")
+
+
+def main_cf(a: Answers, contrib: Path) -> dict[str, str]:
+    """Every main.cf setting mailwarden owns, with its value."""
+    v = values(a)
+    wanted: dict[str, str] = {}
+    wanted.update(main_cf_settings(render((contrib / "postfix/main.cf.maps").read_text(), v)))
+    policy = (contrib / "postfix/main.cf.policy").read_text()
+    policy = policy.replace("inet:127.0.0.1:10040", postfix_address(a.policy_listen))
+    wanted.update(main_cf_settings(policy))
+    lda = main_cf_settings((contrib / "postfix/main.cf.lda").read_text())
+    lda["virtual_transport"] = "lmtp:" + postfix_address(a.lmtp_listen)
+    wanted.update(lda)
+    wanted.update(
+        {
+            "smtpd_milters": postfix_address(a.milter_listen, milter=True),
+            "non_smtpd_milters": "$smtpd_milters",
+            "milter_default_action": "tempfail",
+            "milter_protocol": "6",
+        }
+    )
+    return {k: normalize(val) for k, val in wanted.items()}
+
+
+def map_files(a: Answers, contrib: Path) -> dict[Path, str]:
+    dialect = parse_url(a.database_url).dialect
+    v = values(a)
+    out = {}
+    for src in sorted((contrib / "postfix" / dialect).glob("*.cf")):
+        out[Path(a.postfix_dir) / "mailwarden" / src.name] = render(src.read_text(), v)
+    return out
+
+
+def lda_path() -> str:
+    here = Path(sys.executable).parent / "mailwarden-lda"
+    return str(here) if here.exists() else shutil.which("mailwarden-lda") or str(here)
+
+
+def master_cf_block(a: Answers, contrib: Path) -> str:
+    text = (contrib / "postfix/master.cf.lda").read_text()
+    try:
+        user = pwd.getpwuid(a.mail_uid).pw_name
+    except KeyError:
+        user = "vmail"
+    return (
+        text.replace("/usr/local/bin/mailwarden-lda", lda_path())
+        .replace("/etc/mailwarden/mailwarden.toml", a.config_path)
+        .replace("user=vmail:vmail", f"user={user}")
+    )
+
+
+def master_cf(a: Answers, contrib: Path, current: str) -> str:
+    return markers.with_block(current, master_cf_block(a, contrib), "master.cf")
+
+
+def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
+    """path -> (text, shared): shared files get a marker block, others are whole files."""
+    dialect = parse_url(a.database_url).dialect
+    v = values(a)
+    d = Path(a.dovecot_dir)
+    sql = render((contrib / f"dovecot/dovecot-sql.conf.ext.{dialect}").read_text(), v)
+    auth = render((contrib / "dovecot/10-mailwarden-auth.conf").read_text(), v)
+    auth = auth.replace("/dovecot-sql.conf.ext", f"/{SQL_FILE}")
+    quota = render((contrib / "dovecot/90-mailwarden-quota.conf").read_text(), v)
+    return {
+        d / SQL_FILE: (sql, False),
+        d / "conf.d/10-mailwarden-auth.conf": (auth, True),
+        d / "conf.d/90-mailwarden-quota.conf": (quota, True),
+    }
+
+
+def _postconf(postfix_dir: str, *args: str) -> str:
+    proc = subprocess.run(
+        ["postconf", "-c", postfix_dir, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        line = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise ConfigError(f"postconf -c {postfix_dir}: {line}")
+    return proc.stdout
+
+
+def current_main_cf(postfix_dir: str) -> dict[str, str]:
+    """Explicit main.cf settings (``postconf -n``), whitespace-normalised."""
+    if not (Path(postfix_dir) / "main.cf").exists():
+        return {}
+    out = {}
+    for line in _postconf(postfix_dir, "-n").splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep:
+            out[key.strip()] = normalize(value)
+    return out
+
+
+def changed_settings(wanted: dict[str, str], current: dict[str, str]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in wanted.items() if current.get(k) != v]
+
+
+def postconf_e(postfix_dir: str, settings: list[tuple[str, str]]) -> None:
+    path = Path(postfix_dir) / "main.cf"
+    if not path.exists():
+        path.write_text("# main.cf created by 'mailwarden setup'\n")
+    if settings:
+        _postconf(postfix_dir, "-e", *(f"{k} = {v}" for k, v in settings))
+
+
+def preview_main_cf(postfix_dir: str, settings: list[tuple[str, str]]) -> tuple[str, str]:
+    """(old, new) main.cf text: postconf -e run on a copy in a temporary directory."""
+    src = Path(postfix_dir) / "main.cf"
+    old = src.read_text() if src.exists() else ""
+    with tempfile.TemporaryDirectory(prefix="mailwarden-setup.") as tmp:
+        if src.exists():
+            (Path(tmp) / "main.cf").write_text(old)
+        if (Path(postfix_dir) / "master.cf").exists():
+            shutil.copy(Path(postfix_dir) / "master.cf", Path(tmp) / "master.cf")
+        postconf_e(tmp, settings)
+        new = (Path(tmp) / "main.cf").read_text()
+    return old, new

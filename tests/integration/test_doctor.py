@@ -1,0 +1,198 @@
+"""``mailwarden doctor`` against a full private stack wired by ``mailwarden setup``:
+Postfix (tests.servers), Dovecot reading setup's SQL file, clamd, spamd, and the three
+mailwarden daemons under ``mailwarden serve``. All checks pass; with clamd stopped the
+EICAR check fails and names clamd."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import (
+    Clamd,
+    Dovecot,
+    Postfix,
+    Spamd,
+    free_port,
+    make_workdir,
+    missing_requirements,
+)
+
+pytestmark = pytest.mark.integration
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+ENV = dict(os.environ, PYTHONPATH=SRC)
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def mw(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailwarden", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Stack:
+    base: Path
+    config: Path
+    postfix: Postfix
+    dovecot: Dovecot
+    clamd: Clamd
+    metrics: int
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        return mw(
+            "--config",
+            str(self.config),
+            "doctor",
+            "--smtp",
+            f"127.0.0.1:{self.postfix.smtp_port}",
+            "--imap",
+            f"127.0.0.1:{self.dovecot.imap_port}",
+            "--pop3",
+            f"127.0.0.1:{self.dovecot.pop3_port}",
+            "--postfix-dir",
+            str(self.postfix.config_dir),
+            "--dovecot-conf",
+            str(self.dovecot.conf_path),
+            "--timeout",
+            "40",
+        )
+
+
+def _wait_metrics(port: int, serve: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert serve.poll() is None, log.read_text()
+        try:
+            with OPENER.open(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+            if len(re.findall(r'^mailwarden_serve_up\{daemon="\w+"\} 1.0$', text, re.M)) == 3:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"daemons not up:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    missing = missing_requirements(Postfix, Dovecot, Clamd, Spamd)
+    if missing:
+        pytest.skip(f"missing: {missing}")
+    base = make_workdir("mw-doctor-")
+    started: list[object] = []
+    serve = None
+    try:
+        clamd, spamd, postfix = Clamd(base), Spamd(base), Postfix(base)
+        for server in (clamd, spamd, postfix):
+            server.start()
+            started.append(server)
+        (base / "var").mkdir(mode=0o755)
+        (base / "vmail").mkdir(mode=0o755)  # tests.servers.Dovecot wants it traversable
+        dovecot_etc = base / "dovecot-etc"
+        shutil.copytree("/etc/dovecot", dovecot_etc, symlinks=True)
+        config = base / "etc" / "mailwarden.toml"
+        metrics = free_port()
+        r = mw(
+            "setup",
+            "--non-interactive",
+            "--apply",
+            "--database-url",
+            f"sqlite:///{base}/var/mw.db",
+            "--domain",
+            "example.test",
+            "--postmaster",
+            "postmaster@example.test",
+            "--mail-root",
+            str(base / "vmail"),
+            "--postfix-dir",
+            str(postfix.config_dir),
+            "--dovecot-dir",
+            str(dovecot_etc),
+            "--config-path",
+            str(config),
+            "--with-clamav",
+            f"unix:{clamd.socket}",
+            "--with-spamassassin",
+            f"127.0.0.1:{spamd.port}",
+            "--policy-listen",
+            f"127.0.0.1:{free_port()}",
+            "--milter-listen",
+            f"inet:{free_port()}@127.0.0.1",
+            "--lmtp-listen",
+            f"unix:{base}/run/lmtp.sock",
+            "--metrics-listen",
+            f"127.0.0.1:{metrics}",
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        sql = (dovecot_etc / "dovecot-mailwarden-sql.conf.ext").read_text()
+        dovecot = Dovecot(base, sql, base / "vmail")
+        dovecot.start()
+        started.append(dovecot)
+        log = base / "serve.log"
+        with open(log, "ab") as out:
+            serve = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mailwarden",
+                    "--config",
+                    str(config),
+                    "serve",
+                    "--foreground",
+                ],
+                env=ENV,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_metrics(metrics, serve, log)
+        postfix.reload()
+        yield Stack(base, config, postfix, dovecot, clamd, metrics)
+    finally:
+        if serve is not None:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(30)
+        for server in reversed(started):
+            server.stop()  # type: ignore[attr-defined]
+        if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def test_doctor_all_passed(stack: Stack) -> None:
+    r = stack.doctor()
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr + stack.postfix.log_tail()
+    assert r.stdout.strip().endswith("12 passed, 0 failed"), r.stdout
+    assert "ok    EICAR virus refused" in r.stdout
+    # the test mailboxes are gone again
+    listing = mw("--config", str(stack.config), "user", "list")
+    assert "mw-doctor" not in listing.stdout
+
+
+def test_doctor_names_stopped_clamd(stack: Stack) -> None:
+    stack.clamd.stop()
+    try:
+        r = stack.doctor()
+    finally:
+        stack.clamd.start()
+    print(r.stdout)
+    assert r.returncode == 1
+    line = next(ln for ln in r.stdout.splitlines() if "EICAR" in ln)
+    assert line.startswith("FAIL") and "clamd" in line and "not answering" in line, r.stdout
+    assert re.search(r"^\d+ passed, [1-9]\d* failed$", r.stdout, re.M)

@@ -1,0 +1,271 @@
+"""``mailwarden setup`` against a private Postfix (tests.servers.Postfix, running) and a
+private copy of the Dovecot configuration: dry run, apply, idempotence, hand edits,
+and every bad input stopping before anything changes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Postfix, free_port, make_workdir, missing_requirements
+
+pytestmark = pytest.mark.integration
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@dataclass
+class Env:
+    base: Path
+    postfix: Postfix
+    dovecot_dir: Path
+    config: Path
+    db: Path
+    mail_root: Path
+    policy: int
+    milter: int
+    metrics: int
+
+    def args(self, *extra: str, url: str | None = None) -> list[str]:
+        return [
+            "setup",
+            "--non-interactive",
+            "--database-url",
+            url or f"sqlite:///{self.db}",
+            "--domain",
+            "example.test",
+            "--domain",
+            "example.org",
+            "--postmaster",
+            "postmaster@example.test",
+            "--mail-root",
+            str(self.mail_root),
+            "--postfix-dir",
+            str(self.postfix.config_dir),
+            "--dovecot-dir",
+            str(self.dovecot_dir),
+            "--config-path",
+            str(self.config),
+            "--policy-listen",
+            f"127.0.0.1:{self.policy}",
+            "--milter-listen",
+            f"inet:{self.milter}@127.0.0.1",
+            "--metrics-listen",
+            f"127.0.0.1:{self.metrics}",
+            "--lmtp-listen",
+            f"unix:{self.base}/lmtp.sock",
+            *extra,
+        ]
+
+    def run(self, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PYTHONPATH=SRC)
+        if path is not None:
+            env["PATH"] = path
+        return subprocess.run(
+            [sys.executable, "-m", "mailwarden", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def snapshot(self) -> dict[str, str]:
+        """Hash of every file setup might touch (and whether db/config/mail root exist)."""
+        files: dict[str, str] = {}
+        for top in (self.postfix.config_dir, self.dovecot_dir):
+            for path in sorted(top.rglob("*")):
+                if path.is_file():
+                    files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (self.config, self.db, self.mail_root):
+            files[f"exists:{path}"] = str(path.exists())
+        return files
+
+    def postconf(self, key: str) -> str:
+        return self.postfix.postconf("-h", key).strip()
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    missing = missing_requirements(Postfix)
+    if missing or not shutil.which("dovecot"):
+        pytest.skip(f"needs Postfix and Dovecot: {missing}")
+    base = make_workdir("mw-setup-")
+    postfix = Postfix(base)
+    postfix.start()
+    dovecot_dir = base / "dovecot"
+    shutil.copytree("/etc/dovecot", dovecot_dir, symlinks=True)
+    (base / "var").mkdir()
+    e = Env(
+        base,
+        postfix,
+        dovecot_dir,
+        base / "etc" / "mailwarden.toml",
+        base / "var" / "mw.db",
+        base / "vmail",
+        free_port(),
+        free_port(),
+        free_port(),
+    )
+    yield e
+    postfix.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_dry_run_changes_nothing_and_shows_every_change(env: Env) -> None:
+    before = env.snapshot()
+    r = env.run(*env.args("--dry-run"))
+    assert r.returncode == 0, r.stderr
+    assert env.snapshot() == before
+    out = r.stdout
+    assert f"+++ {env.postfix.config_dir}/master.cf" in out
+    assert "+# BEGIN mailwarden" in out and "+# END mailwarden" in out
+    assert f"+++ {env.dovecot_dir}/conf.d/10-mailwarden-auth.conf" in out
+    assert f"+++ {env.config}" in out
+    assert (
+        f"postconf -c {env.postfix.config_dir} -e "
+        f"'smtpd_milters = inet:127.0.0.1:{env.milter}'" in out
+    )
+    assert f"--- {env.postfix.config_dir}/main.cf" in out
+    assert "database: add mailbox postmaster@example.test" in out
+    assert "nothing changed" in out
+
+
+def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stderr
+    assert "reloaded postfix" in r.stdout
+    assert "postmaster@example.test password:" in r.stdout
+    assert env.postconf("smtpd_milters") == f"inet:127.0.0.1:{env.milter}"
+    assert f"inet:127.0.0.1:{env.policy}" in env.postconf("smtpd_recipient_restrictions")
+    assert env.postconf("virtual_transport") == f"lmtp:unix:{env.base}/lmtp.sock"
+    maps = env.postconf("virtual_mailbox_domains")
+    assert maps.startswith("proxy:sqlite:")
+    assert env.postfix.postmap_q("example.test", maps.removeprefix("proxy:")) == "example.test"
+    mailbox_map = env.postconf("virtual_mailbox_maps").removeprefix("proxy:")
+    assert env.postfix.postmap_q("postmaster@example.test", mailbox_map)
+    master = (env.postfix.config_dir / "master.cf").read_text()
+    assert master.count("# BEGIN mailwarden") == 1 and "mailwarden unix" in master
+    auth = (env.dovecot_dir / "conf.d/10-mailwarden-auth.conf").read_text()
+    assert f"args = {env.dovecot_dir}/dovecot-mailwarden-sql.conf.ext" in auth
+    sql = (env.dovecot_dir / "dovecot-mailwarden-sql.conf.ext").read_text()
+    assert f"connect = {env.db}" in sql
+    check = subprocess.run(
+        ["doveconf", "-c", str(env.dovecot_dir / "dovecot.conf"), "-h", "mail_location"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0 and check.stdout.strip() == "maildir:~/", check.stderr
+    assert env.mail_root.is_dir() and env.mail_root.stat().st_uid == 5000
+    listing = env.run("--config", str(env.config), "alias", "list")
+    assert "postmaster@example.org" in listing.stdout
+
+    before = env.snapshot()
+    again = env.run(*env.args("--apply"))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "mailwarden setup: nothing to change"
+    assert env.snapshot() == before
+    # and with no flags at all, the existing config supplies the answers
+    bare = env.run(
+        "setup",
+        "--non-interactive",
+        "--config-path",
+        str(env.config),
+        "--postfix-dir",
+        str(env.postfix.config_dir),
+        "--dovecot-dir",
+        str(env.dovecot_dir),
+    )
+    assert bare.stdout.strip() == "mailwarden setup: nothing to change", bare.stdout + bare.stderr
+
+
+def test_hand_edits_outside_markers_survive(env: Env) -> None:
+    assert env.run(*env.args("--apply")).returncode == 0
+    master = env.postfix.config_dir / "master.cf"
+    master.write_text("# my own first line\n" + master.read_text() + "# my own last line\n")
+    env.postfix.postconf("-e", "myhostname = handmade.example.test")
+    quota = env.dovecot_dir / "conf.d/90-mailwarden-quota.conf"
+    quota.write_text(quota.read_text() + "# admin note after the block\n")
+    new_policy = free_port()
+    env.policy = new_policy
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stderr
+    text = master.read_text()
+    assert text.startswith("# my own first line\n") and text.endswith("# my own last line\n")
+    assert env.postconf("myhostname") == "handmade.example.test"
+    assert quota.read_text().endswith("# admin note after the block\n")
+    assert f"inet:127.0.0.1:{new_policy}" in env.postconf("smtpd_relay_restrictions")
+
+
+def _fails_cleanly(env: Env, r: subprocess.CompletedProcess[str], before: dict[str, str]) -> str:
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert env.snapshot() == before
+    return r.stderr
+
+
+def test_postfix_missing(env: Env) -> None:
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"), path="/usr/bin:/bin")
+    assert "Postfix is not installed: apt-get install postfix" in _fails_cleanly(env, r, before)
+
+
+def test_dovecot_missing(env: Env, tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for program in ("postconf", "postfix", "postmap"):
+        (bindir / program).symlink_to(f"/usr/sbin/{program}")
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"), path=f"{bindir}:/bin")
+    err = _fails_cleanly(env, r, before)
+    assert "Dovecot is not installed: apt-get install dovecot-core" in err
+
+
+def test_wrong_mariadb_password(env: Env, mariadb: object) -> None:
+    url = mariadb.create_database("mwsetup", "mwsetup", "right")  # type: ignore[attr-defined]
+    before = env.snapshot()
+    r = env.run(*env.args("--apply", url=url.replace(":right@", ":wrong@")))
+    assert "Access denied" in _fails_cleanly(env, r, before)
+
+
+def test_unwritable_mail_root(env: Env) -> None:
+    blocker = env.base / "afile"
+    blocker.write_text("not a directory\n")
+    env.mail_root = blocker / "vmail"
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"))
+    assert "mail root" in _fails_cleanly(env, r, before)
+
+
+def test_port_in_use(env: Env) -> None:
+    before = env.snapshot()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", env.policy))
+        busy.listen()
+        r = env.run(*env.args("--apply"))
+    err = _fails_cleanly(env, r, before)
+    assert f"policy port 127.0.0.1:{env.policy} is in use" in err
+
+
+def test_config_typo(env: Env) -> None:
+    env.config.parent.mkdir(parents=True, exist_ok=True)
+    env.config.write_text('[mail]\nrooot = "/var/mail/vhosts"\n')
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"))
+    assert "unknown key mail.rooot" in _fails_cleanly(env, r, before)
+
+
+def test_bad_domain(env: Env) -> None:
+    before = env.snapshot()
+    r = env.run(*env.args("--apply", "--domain", "not a domain"))
+    _fails_cleanly(env, r, before)
