@@ -1,24 +1,39 @@
-"""Sizes and durations as operators type them: ``500M``, ``2G``, ``0``; ``30m``, ``7d``.
+"""Operator values, parsed and shown: sizes, durations, counts, yes/no, dates and times.
 
-Who calls it: the admin CLI (``--quota``, ``--expires``, ``--interval``) and config checks.
-Sizes are binary (``1K`` = 1024 bytes); ``0`` means unlimited. Durations accept
-``s m h d w`` suffixes (a bare number is seconds).
+Who calls it: the admin CLI (``--quota``, ``--max-mailboxes``, ``--active``, ``--expires``,
+``--from``, ``--day`` ...) and config checks. Pure: text in, value out (and back); the
+argparse side is ``admin.args``.
 
-Errors: ``UsageError`` naming the bad value and the accepted forms.
+Sizes are binary (``1K`` = 1024 bytes) and durations accept ``s m h d w`` suffixes (a
+bare number is seconds). Counts are whole numbers up to ``MAX_COUNT``; for sizes and counts
+that are limits, ``0`` means unlimited (``format_size_limit``, ``format_count_limit``).
+Dates are ISO 8601: ``YYYY-MM-DD`` or a date-time, in local time unless an offset is given.
+Times are shown as ISO 8601 in local time (``format_iso``) or as UTC (``format_utc``).
+
+Errors: ``UsageError`` naming the bad value (and the option, where one is passed in) and
+the accepted forms.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from mailwarden.errors import UsageError
+
+MAX_COUNT = 2**31 - 1  # fits every count column in both dialects
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _SIZE_FACTOR = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _DURATION_FACTOR = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SIZE = 2**63 - 1
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_YES = ("yes", "y", "true", "1", "on")
+_NO = ("no", "n", "false", "0", "off")
 
 
 def parse_size(text: str) -> int:
@@ -63,3 +78,73 @@ def format_duration(seconds: int) -> str:
         if seconds and seconds % factor == 0:
             return f"{seconds // factor}{suffix}"
     return f"{seconds}s"
+
+
+def format_size_limit(value: int) -> str:
+    """A size limit: ``"unlimited"`` for 0, else ``format_size``."""
+    return "unlimited" if value == 0 else format_size(value)
+
+
+def parse_count(text: str, option: str) -> int:
+    """A whole number from 0 to ``MAX_COUNT`` typed for ``option``."""
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_COUNT:
+        raise UsageError(
+            f"invalid {option} {text!r}: expected a whole number between 0 and {MAX_COUNT} "
+            "(0 = unlimited)"
+        )
+    return int(value)
+
+
+def format_count_limit(value: int) -> str:
+    """A count limit: ``"unlimited"`` for 0, else the number."""
+    return "unlimited" if value == 0 else str(value)
+
+
+def parse_yes_no(text: str, option: str) -> bool:
+    value = text.strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise UsageError(f"invalid {option} {text!r}: expected yes or no")
+
+
+def parse_day(text: str) -> str:
+    """A calendar day ``YYYY-MM-DD``, checked and returned in that form."""
+    raw = text.strip()
+    try:
+        if _DATE.match(raw):
+            return date.fromisoformat(raw).isoformat()
+    except ValueError:
+        pass
+    raise UsageError(f"invalid day {text!r}: use YYYY-MM-DD")
+
+
+def parse_when(text: str, option: str, *, end: bool = False) -> int:
+    """A date or ISO date-time (local unless offset given) as UNIX seconds. A bare date
+    means the start of that day, or for an end the start of the next day."""
+    raw = text.strip()
+    try:
+        if _DATE.match(raw):
+            day = date.fromisoformat(raw) + timedelta(days=1 if end else 0)
+            return int(datetime(day.year, day.month, day.day).timestamp())
+        if _DATETIME.match(raw):
+            return int(datetime.fromisoformat(raw).timestamp())
+    except (ValueError, OverflowError):
+        pass
+    raise UsageError(f"invalid date {text!r} for {option}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+
+
+def format_iso(ts: int | None) -> str | None:
+    """UNIX seconds as ISO 8601 in local time with its offset; None stays None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def format_utc(ts: int | None) -> str | None:
+    """UNIX seconds as ``YYYY-MM-DD HH:MM:SS UTC``; None and 0 (never) are None."""
+    if not ts:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))

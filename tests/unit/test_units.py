@@ -1,11 +1,24 @@
-"""Tests for mailwarden.units: sizes and durations as operators type them."""
+"""Tests for mailwarden.units: sizes, durations, counts, yes/no and times as operators type them."""
 
 from __future__ import annotations
 
 import pytest
 
 from mailwarden.errors import UsageError
-from mailwarden.units import format_duration, format_size, parse_duration, parse_size
+from mailwarden.units import (
+    format_count_limit,
+    format_duration,
+    format_iso,
+    format_size,
+    format_size_limit,
+    format_utc,
+    parse_count,
+    parse_day,
+    parse_duration,
+    parse_size,
+    parse_when,
+    parse_yes_no,
+)
 
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4
 
@@ -132,3 +145,49 @@ def test_size_round_trip(value: int) -> None:
 @pytest.mark.parametrize("value", [0, 1, 59, 60, 61, 3600, 86399, 86400, 604800, 604801])
 def test_duration_round_trip(value: int) -> None:
     assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0", 0), (" 7 ", 7), ("2147483647", 2**31 - 1)])
+def test_parse_count(text: str, expected: int) -> None:
+    assert parse_count(text, "--n") == expected
+
+
+@pytest.mark.parametrize("text", ["", "-1", "+1", "ten", "1.5", "2147483648", "١"])
+def test_parse_count_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match=r"invalid --n .*whole number between 0 and"):
+        parse_count(text, "--n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("yes", True), (" ON ", True), ("1", True), ("no", False), ("off", False)],
+)
+def test_parse_yes_no(text: str, expected: bool) -> None:
+    assert parse_yes_no(text, "--active") is expected
+
+
+def test_parse_yes_no_rejects() -> None:
+    with pytest.raises(UsageError, match="invalid --active 'maybe': expected yes or no"):
+        parse_yes_no("maybe", "--active")
+
+
+def test_limits_show_zero_as_unlimited() -> None:
+    assert (format_size_limit(0), format_size_limit(2 * G)) == ("unlimited", "2G")
+    assert (format_count_limit(0), format_count_limit(5)) == ("unlimited", "5")
+
+
+@pytest.mark.parametrize("text", ["2024-02-30", "20240101", "today", "2024-1-1"])
+def test_parse_day_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid day"):
+        parse_day(text)
+
+
+def test_times() -> None:
+    assert parse_day(" 2024-02-29 ") == "2024-02-29"
+    assert parse_when("2023-11-14T22:13:20+00:00", "--from") == 1_700_000_000
+    assert (
+        parse_when("2024-01-01", "--until", end=True) - parse_when("2024-01-01", "--from") == 86400
+    )
+    assert format_utc(1_700_000_000) == "2023-11-14 22:13:20 UTC"
+    assert format_utc(0) is None and format_iso(None) is None
+    assert format_iso(1_700_000_000) is not None

@@ -24,16 +24,15 @@ import argparse
 from collections.abc import Sequence
 
 from mailwarden import address
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.errors import UsageError
 from mailwarden.store import aliases, domains
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("alias", help="aliases and catch-alls")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "alias", "aliases and catch-alls")
     v = verbs.add_parser("add", help="add an alias (SOURCE is x@domain or @domain)")
     v.add_argument("source", metavar="SOURCE")
     v.add_argument("destinations", metavar="DEST", nargs="+", help="address or 'discard'")

@@ -16,25 +16,21 @@ where they are so the operator can archive or remove them.
 Errors (one line, exit 1): invalid domain name; unknown domain; a domain that exists
 already; ``--alias-of`` naming an alias or relay domain; a limit on a domain kind it does
 not apply to; bad size or count.
-
-The helpers ``parse_count``, ``parse_yes_no``, ``human_size`` and ``human_time`` are
-shared with the other account commands (``user``, ``alias``, ``forward``, ``group``).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import time
 from typing import Any
 
 from mailwarden import address, units
+from mailwarden.admin.args import Subparsers, command, option_value
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.errors import UsageError
 from mailwarden.store import domains
 
-_MAX_COUNT = 2**31 - 1  # fits every count column in both dialects
 _TRANSPORT = re.compile(r"^[A-Za-z0-9_.-]*:[\x21-\x7e]*$")
 # The limits ``add`` and ``set`` accept: (column, option, kind of value).
 _LIMITS = (
@@ -46,45 +42,11 @@ _LIMITS = (
 _LOCAL_ONLY = ("max_mailboxes", "max_aliases", "default_quota_bytes")
 
 
-# --- helpers shared by the account commands ---------------------------------------------
-
-
-def parse_count(text: str, option: str) -> int:
-    """A whole number from 0 (= unlimited) to 2**31-1 typed for ``option``."""
-    value = text.strip()
-    if not value.isascii() or not value.isdigit() or int(value) > _MAX_COUNT:
-        raise UsageError(
-            f"invalid {option} {text!r}: expected a whole number from 0 (unlimited) to {_MAX_COUNT}"
-        )
-    return int(value)
-
-
-def parse_yes_no(text: str, option: str) -> bool:
-    value = text.strip().lower()
-    if value in ("yes", "y", "true", "1", "on"):
-        return True
-    if value in ("no", "n", "false", "0", "off"):
-        return False
-    raise UsageError(f"invalid {option} {text!r}: expected yes or no")
-
-
-def human_size(value: int) -> str:
-    return "unlimited" if value == 0 else units.format_size(value)
-
-
-def human_time(value: int | None) -> str | None:
-    if not value:
-        return None
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
-
-
 # --- commands ---------------------------------------------------------------------------
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("domain", help="mail domains: local, alias and relay")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "domain", "mail domains: local, alias and relay")
     v = verbs.add_parser("add", help="add a local, alias or relay domain")
     v.add_argument("name", metavar="NAME")
     v.add_argument("--alias-of", metavar="DOMAIN", help="make NAME an alias of local DOMAIN")
@@ -123,18 +85,13 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
     for column, option, kind in _LIMITS:
         text = getattr(args, option[2:].replace("-", "_"))
         if text is not None:
-            parse = parse_count if kind == "count" else _parse_size
-            values[column] = parse(text, option)
+            if kind == "count":
+                values[column] = units.parse_count(text, option)
+            else:
+                values[column] = option_value(units.parse_size, text, option)
     if args.transport is not None:
         values["transport"] = _transport(args.transport)
     return values
-
-
-def _parse_size(text: str, option: str) -> int:
-    try:
-        return units.parse_size(text)
-    except UsageError as exc:
-        raise UsageError(f"{option}: {exc}") from None
 
 
 def _transport(text: str) -> str | None:
@@ -221,11 +178,12 @@ def _humanise(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key.endswith("_bytes"):
-            out[key.removesuffix("_bytes").replace("message", "message_size")] = human_size(value)
+            label = key.removesuffix("_bytes").replace("message", "message_size")
+            out[label] = units.format_size_limit(value)
         elif key in ("max_mailboxes", "max_aliases"):
-            out[key] = value or "unlimited"
+            out[key] = units.format_count_limit(value)
         elif key == "created_at":
-            out[key] = human_time(value)
+            out[key] = units.format_utc(value)
         else:
             out[key] = value
     return out
@@ -235,7 +193,7 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
     name = address.normalize_domain(args.name)
     values = _limits(args)
     if args.active is not None:
-        values["active"] = int(parse_yes_no(args.active, "--active"))
+        values["active"] = int(units.parse_yes_no(args.active, "--active"))
     if not values:
         raise UsageError("nothing to change: give at least one option (see --help)")
     with ctx.db().transaction() as tx:

@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 
 from mailwarden import address
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.store import forwards, mailboxes
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("forward", help="forward a mailbox's mail")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "forward", "forward a mailbox's mail")
     v = verbs.add_parser("set", help="replace the forwards of a mailbox")
     v.add_argument("address", metavar="ADDRESS")
     v.add_argument("destinations", metavar="DEST", nargs="+")

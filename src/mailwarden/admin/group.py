@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.store import groups
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("group", help="mail groups: which services mailboxes may use")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "group", "mail groups: which services mailboxes may use")
     v = verbs.add_parser("add", help="add a group")
     v.add_argument("name", metavar="NAME")
     for service in groups.SERVICES:

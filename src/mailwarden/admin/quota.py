@@ -17,20 +17,18 @@ import argparse
 from typing import Any
 
 from mailwarden.address import normalize_domain
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.admin.relay import iso_time
 from mailwarden.errors import UsageError
 from mailwarden.store import quota, scopes
-from mailwarden.units import format_size
+from mailwarden.units import format_iso, format_size, format_size_limit
 
 COLUMNS = ["address", "quota", "used", "messages", "percent"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("quota", help="mailbox usage against quota")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "quota", "mailbox usage against quota")
     v = verbs.add_parser("show", help="usage of one mailbox")
     v.add_argument("address", metavar="ADDRESS")
     add_json(v)
@@ -85,7 +83,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
         "used_bytes": used_b,
         "used_messages": used_m,
         "percent": max(known) if known else None,
-        "updated": iso_time(None if row["updated_at"] is None else int(row["updated_at"])),
+        "updated": format_iso(None if row["updated_at"] is None else int(row["updated_at"])),
     }
 
 
@@ -96,8 +94,7 @@ def _display(rec: dict[str, Any]) -> dict[str, Any]:
     percent = rec["percent"]
     return {
         "address": rec["address"],
-        "quota": (format_size(limit_b) if limit_b else "unlimited")
-        + (f", {limit_m} messages" if limit_m else ""),
+        "quota": format_size_limit(limit_b) + (f", {limit_m} messages" if limit_m else ""),
         "used": None if used_b is None else format_size(used_b),
         "messages": used_m,
         "percent": None if percent is None else f"{percent:g}%",

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.errors import UsageError
 from mailwarden.store import ratelimit, scopes
+from mailwarden.units import format_count_limit, parse_count
 
-MAX_COUNT = 2**31 - 1
 
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("ratelimit", help="sending limits per login, domain or client")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "ratelimit", "sending limits per login, domain or client")
     v = verbs.add_parser("set", help="set a limit")
     v.add_argument("scope", metavar="SCOPE", help="address, domain, or client IP/CIDR")
     v.add_argument("--per", required=True, metavar="PERIOD", help="hour or day")
@@ -50,9 +47,11 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         scope = scopes.resolve(tx, args.scope, clients=True, allow_global=False)
         row = ratelimit.set_limit(tx, scope, period, messages=messages, recipients=recipients)
+    messages_text = format_count_limit(row["messages"])
+    recipients_text = format_count_limit(row["recipients"])
     ctx.say(
-        f"rate limit of {row['scope']} per {period}: {_show(row['messages'])} messages, "
-        f"{_show(row['recipients'])} recipients"
+        f"rate limit of {row['scope']} per {period}: {messages_text} messages, "
+        f"{recipients_text} recipients"
     )
     return 0
 
@@ -74,18 +73,4 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _count(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"invalid {option} {text!r}: expected a whole number (0 = unlimited)"
-        ) from None
-    if not 0 <= value <= MAX_COUNT:
-        raise UsageError(f"invalid {option} {text!r}: must be between 0 and {MAX_COUNT}")
-    return value
-
-
-def _show(value: int) -> str:
-    return "unlimited" if value == 0 else str(value)
+    return None if text is None else parse_count(text, option)

@@ -20,23 +20,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime
 from typing import Any
 
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.core import relaynet
 from mailwarden.errors import UsageError
 from mailwarden.store import relay
-from mailwarden.units import parse_duration
+from mailwarden.units import format_iso, parse_duration
 
 MAX_NOTE = 255
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("relay", help="networks allowed to relay without authentication")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "relay", "networks allowed to relay without authentication")
     v = verbs.add_parser("add", help="allow a network to relay")
     v.add_argument("network", metavar="NETWORK", help="address, CIDR or wildcard (10.1.*.*)")
     v.add_argument("--expires", metavar="DURATION", help="remove after this long (e.g. 30m, 1d)")
@@ -67,7 +65,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         relay.add(tx, parsed.text, now=now, expires_at=expires_at, note=note)
     if parsed.adjusted:
         ctx.say(f"note: {args.network.strip()} has host bits set; stored as {parsed.text}")
-    until = f" until {iso_time(expires_at)}" if expires_at is not None else ""
+    until = f" until {format_iso(expires_at)}" if expires_at is not None else ""
     ctx.say(f"relay network {parsed.text} added{until}")
     return 0
 
@@ -96,13 +94,6 @@ def cmd_purge(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def iso_time(ts: int | None) -> str | None:
-    """UNIX seconds as ISO 8601 in local time with its offset; None stays None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
 def _row(entry: relay.RelayNetwork, now: int) -> dict[str, Any]:
     if entry.expires_at is None:
         status = "permanent"
@@ -113,11 +104,11 @@ def _row(entry: relay.RelayNetwork, now: int) -> dict[str, Any]:
     return {
         "network": entry.network,
         "status": status,
-        "expires": iso_time(entry.expires_at),
+        "expires": format_iso(entry.expires_at),
         "expires_at": entry.expires_at,
         "expired": entry.expired(now),
         "note": entry.note,
-        "created": iso_time(entry.created_at),
+        "created": format_iso(entry.created_at),
     }
 
 

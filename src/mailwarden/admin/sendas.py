@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 
 from mailwarden.address import parse_source
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.store import scopes, sendas
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sendas", help="addresses a login may send as")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "sendas", "addresses a login may send as")
     v = verbs.add_parser("grant", help="let LOGIN send as ADDRESS (or @domain)")
     v.add_argument("login", metavar="LOGIN")
     v.add_argument("address", metavar="ADDRESS")

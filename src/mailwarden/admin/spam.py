@@ -28,6 +28,7 @@ import math
 import time
 from typing import Any
 
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.core.spamsettings import ACTIONS, Effective, Layer, parse_pattern
@@ -38,10 +39,8 @@ INHERIT = "inherit"
 MAX_THRESHOLD = 1000.0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("spam", help="spam treatment and allow/block lists")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "spam", "spam treatment and allow/block lists")
     v = verbs.add_parser("set", help="change the spam settings of a scope")
     v.add_argument("scope", metavar="SCOPE", help="global, a domain or an address")
     v.add_argument("--action", metavar="ACTION", help="tag, folder, discard, reject or inherit")

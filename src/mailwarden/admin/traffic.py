@@ -9,18 +9,16 @@ Errors: a day that is not a valid ``YYYY-MM-DD`` date.
 from __future__ import annotations
 
 import argparse
-import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
+from mailwarden.admin.args import Subparsers
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.errors import UsageError
 from mailwarden.store import traffic
+from mailwarden.units import parse_day
 
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser("traffic", help="messages and bytes per local domain and day")
     p.add_argument("--day", metavar="YYYY-MM-DD", help="UTC day (default: today)")
     add_json(p)
@@ -37,13 +35,3 @@ def cmd_traffic(ctx: Context, args: argparse.Namespace) -> int:
     ctx.say(f"traffic on {day} (UTC)")
     ctx.table(rows, ["domain", *traffic.COUNTERS])
     return 0
-
-
-def parse_day(text: str) -> str:
-    raw = text.strip()
-    try:
-        if _DAY.match(raw):
-            return date.fromisoformat(raw).isoformat()
-    except ValueError:
-        pass
-    raise UsageError(f"invalid day {text!r}: use YYYY-MM-DD")

@@ -29,9 +29,9 @@ import sys
 from typing import Any
 
 from mailwarden import address, passwords, units
+from mailwarden.admin.args import Subparsers, command, option_value
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.admin.domain import human_size, human_time, parse_count, parse_yes_no
 from mailwarden.errors import UsageError
 from mailwarden.store import aliases, domains, forwards, groups, mailboxes
 from mailwarden.store.db import Tx
@@ -39,10 +39,8 @@ from mailwarden.store.db import Tx
 _MAX_NAME = 255
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("user", help="mailboxes: add, change, remove")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "user", "mailboxes: add, change, remove")
     v = verbs.add_parser("add", help="add a mailbox")
     v.add_argument("address", metavar="ADDRESS")
     _password_options(v)
@@ -92,21 +90,14 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
     """Columns from the options given (the group is resolved in the transaction)."""
     values: dict[str, Any] = {}
     if args.quota is not None:
-        values["quota_bytes"] = _parse_size(args.quota)
+        values["quota_bytes"] = option_value(units.parse_size, args.quota, "--quota")
     if args.quota_messages is not None:
-        values["quota_messages"] = parse_count(args.quota_messages, "--quota-messages")
+        values["quota_messages"] = units.parse_count(args.quota_messages, "--quota-messages")
     if args.name is not None:
         values["name"] = _check_name(args.name)
     if args.services is not None:
         values["services"] = mailboxes.parse_services(args.services)
     return values
-
-
-def _parse_size(text: str) -> int:
-    try:
-        return units.parse_size(text)
-    except UsageError as exc:
-        raise UsageError(f"--quota: {exc}") from None
 
 
 def _check_name(text: str) -> str:
@@ -166,7 +157,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         rows = mailboxes.list_all(tx, domain_id)
     if not ctx.json:
         for row in rows:
-            row["quota"] = human_size(row["quota_bytes"])
+            row["quota"] = units.format_size_limit(row["quota_bytes"])
     ctx.table(rows, ["address", "name", "quota", "group", "services", "active"])
     return 0
 
@@ -205,12 +196,12 @@ def _record(ctx: Context, tx: Tx, box: mailboxes.Mailbox) -> dict[str, Any]:
 def _humanise(record: dict[str, Any]) -> dict[str, Any]:
     """The same record for people: sizes as ``1G``, 0 as ``unlimited``, dates in UTC."""
     out = dict(record)
-    out["quota_bytes"] = human_size(record["quota_bytes"])
+    out["quota_bytes"] = units.format_size_limit(record["quota_bytes"])
     out["quota_messages"] = record["quota_messages"] or "unlimited"
     if record["used_bytes"] is not None:
         out["used_bytes"] = units.format_size(record["used_bytes"])
-    out["last_login"] = human_time(record["last_login"])
-    out["created_at"] = human_time(record["created_at"])
+    out["last_login"] = units.format_utc(record["last_login"])
+    out["created_at"] = units.format_utc(record["created_at"])
     return {key.removesuffix("_bytes"): value for key, value in out.items()}
 
 
@@ -218,7 +209,7 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
     addr = _address(ctx, args.address)
     values = _changes(args)
     if args.active is not None:
-        values["active"] = int(parse_yes_no(args.active, "--active"))
+        values["active"] = int(units.parse_yes_no(args.active, "--active"))
     if not values and args.group is None:
         raise UsageError("nothing to change: give at least one option (see --help)")
     with ctx.db().transaction() as tx:

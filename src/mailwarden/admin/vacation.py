@@ -21,29 +21,23 @@ body file, a bad date or interval, an end before the start.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
-from datetime import date, datetime, timedelta
 from typing import Any
 
+from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.admin.relay import iso_time
 from mailwarden.errors import NotFound, UsageError
 from mailwarden.store import scopes, vacation
-from mailwarden.units import format_duration, parse_duration
+from mailwarden.units import format_duration, format_iso, parse_duration, parse_when
 
 MAX_BODY = 65535  # bytes: what a MariaDB TEXT column holds
 MAX_SUBJECT = 255
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("vacation", help="automatic out-of-office replies")
-    verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+def register(sub: Subparsers) -> None:
+    verbs = command(sub, "vacation", "automatic out-of-office replies")
     v = verbs.add_parser("set", help="switch on the vacation reply of a mailbox")
     v.add_argument("address", metavar="ADDRESS")
     v.add_argument("--subject", required=True, metavar="TEXT")
@@ -89,7 +83,7 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
         )
     ctx.say(f"vacation reply of {box.address} is on")
     if ends_at is not None and ends_at <= now:
-        ctx.say(f"note: it ended already ({iso_time(ends_at)}), so no replies will be sent")
+        ctx.say(f"note: it ended already ({format_iso(ends_at)}), so no replies will be sent")
     return 0
 
 
@@ -122,21 +116,6 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     rows = [_record(address, vac, now, body=False) for address, vac in entries]
     ctx.table(rows, ["address", "active", "in_effect", "from", "until", "interval", "subject"])
     return 0
-
-
-def parse_when(text: str, option: str, *, end: bool = False) -> int:
-    """A date or ISO date-time (local unless offset given) as UNIX seconds. A bare date
-    means the start of that day, or for an end the start of the next day."""
-    raw = text.strip()
-    try:
-        if _DATE.match(raw):
-            day = date.fromisoformat(raw) + timedelta(days=1 if end else 0)
-            return int(datetime(day.year, day.month, day.day).timestamp())
-        if _DATETIME.match(raw):
-            return int(datetime.fromisoformat(raw).timestamp())
-    except (ValueError, OverflowError):
-        pass
-    raise UsageError(f"invalid date {text!r} for {option}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM")
 
 
 def read_body(path: str) -> str:
@@ -185,14 +164,14 @@ def _record(address: str, vac: vacation.Vacation, now: int, *, body: bool) -> di
         "address": address,
         "active": vac.active,
         "in_effect": vac.in_effect(now),
-        "from": iso_time(vac.starts_at),
-        "until": iso_time(vac.ends_at),
+        "from": format_iso(vac.starts_at),
+        "until": format_iso(vac.ends_at),
         "interval": format_duration(vac.interval_seconds),
         "subject": vac.subject,
         "starts_at": vac.starts_at,
         "ends_at": vac.ends_at,
         "interval_seconds": vac.interval_seconds,
-        "updated": iso_time(vac.updated_at),
+        "updated": format_iso(vac.updated_at),
     }
     if body:
         record["body"] = vac.body

@@ -3,7 +3,7 @@
 Who calls it: the policy daemon. At RCPT it asks ``decide`` whether one more recipient
 (and, for the first recipient, one more message) still fits; at END-OF-MESSAGE, for mail
 that was accepted, it adds one message and ``recipient_count`` recipients to every
-counter that a limit applies to (``store.policy.rate_add``).
+counter that a limit applies to (``store.ratelimit.add_usage``).
 
 Which limits apply (``select``):
     login   the limit of the mailbox itself, else its domain's limit (the domain row is a

@@ -42,6 +42,9 @@ from mailwarden.policyd.cache import MISSING, TTLCache
 from mailwarden.policyd.protocol import Request
 from mailwarden.policyd.state import Transaction, Transactions
 from mailwarden.store import policy as store
+from mailwarden.store import ratelimit as rate_store
+from mailwarden.store import relay as relay_store
+from mailwarden.store import spam as spam_store
 from mailwarden.store.db import Database, Tx
 from mailwarden.verdict import OK, Verdict
 
@@ -102,25 +105,28 @@ class Facts:
 
     def relay_networks(self) -> tuple[str, ...]:
         # Cached for the TTL only, so an expired entry stops working within seconds.
-        return self._cached(("relaynets",), lambda tx: store.relay_networks(tx, self.now))  # type: ignore[no-any-return]
-
-    def access(self, domain: str, mailbox: str) -> tuple[tuple[Any, ...], dict[str, bool]]:
         return self._cached(  # type: ignore[no-any-return]
-            ("access", domain, mailbox),
+            ("relaynets",), lambda tx: tuple(relay_store.active_networks(tx, self.now))
+        )
+
+    def access(self, recipient: str) -> tuple[tuple[Any, ...], dict[str, bool]]:
+        """The list entries and enforce flags for a mailbox address or a bare domain."""
+        return self._cached(  # type: ignore[no-any-return]
+            ("access", recipient),
             lambda tx: (
-                store.access_entries(tx, domain, mailbox),
-                store.enforce_flags(tx, domain, mailbox),
+                tuple(spam_store.lists_for(tx, recipient)),
+                spam_store.layers_for(tx, recipient).enforce_flags,
             ),
         )
 
     def rate_limits(self) -> tuple[tuple[str, str, int, int], ...]:
-        return self._cached(("ratelimits",), store.rate_limits)  # type: ignore[no-any-return]
+        return self._cached(("ratelimits",), rate_store.limit_rows)  # type: ignore[no-any-return]
 
     def rate_usage(self, key: str, period: str) -> ratelimit.Usage:
         if self._tx is None:  # counters are never cached: they are shared and moving
             raise NeedStore
-        messages, recipients = store.rate_usage(self._tx, key, period, self.now)
-        return ratelimit.Usage(messages, recipients)
+        start, _ = ratelimit.window(period, self.now)
+        return rate_store.usage(self._tx, key, period, start)
 
 
 class Engine:
@@ -157,17 +163,12 @@ class Engine:
         with self.db.read() as tx:
             decision = self.evaluate(req, Facts(self.cache, tx, now, self.metrics))
         if decision.verdict.ok and decision.counts:
-            messages, recipients = 1, self._recipients(req)
+            recipients = self._recipients(req)
             with self.db.transaction() as tx:
                 for limit in decision.counts:
-                    store.rate_add(
-                        tx,
-                        limit.key,
-                        limit.period,
-                        now=now,
-                        messages=messages,
-                        recipients=recipients,
-                    )
+                    start, _ = ratelimit.window(limit.period, now)
+                    rate_store.add_usage(tx, limit.key, limit.period, start, 1, recipients)
+                    rate_store.drop_finished(tx, limit.key, limit.period, start)
         return decision
 
     def apply(self, req: Request, decision: Decision) -> None:
@@ -218,7 +219,7 @@ class Engine:
                 if not verdict.ok:
                     return Decision(verdict, "recipient")
             if "access" in self.checks:
-                listed = self._listed(req, f, dom.target, resolved.mailbox)
+                listed = self._listed(req, f, resolved.mailbox or dom.target)
                 if listed == BLOCK:
                     return Decision(BLOCKED, "access")
                 allowed = listed is not None
@@ -240,8 +241,8 @@ class Engine:
             in_network = relaynet.matches(req.client_address, f.relay_networks())
         return relay.decide(relay.RelayFacts(authenticated, in_network, hosted))
 
-    def _listed(self, req: Request, f: Facts, domain: str, mailbox: str) -> str | None:
-        entries, flags = f.access(domain, mailbox)
+    def _listed(self, req: Request, f: Facts, recipient: str) -> str | None:
+        entries, flags = f.access(recipient)
         if not entries:
             return None
         return list_decision(

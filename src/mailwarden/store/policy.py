@@ -1,13 +1,13 @@
-"""Policy lookups: every query the policy daemon runs, in one place.
+"""Policy lookups: the recipient and sender facts only the policy daemon asks for.
 
 Who calls it: ``policyd.checks`` (through its TTL cache, from worker threads). Each
 function takes an open ``Tx`` and returns plain facts for ``core``; none decides.
 
 What it reads: domains (kind, alias target, size limit), mailboxes, aliases (exact and
-catch-all), forwards (a forward-only address is a mailbox row), send-as grants, access
-lists and their layers' ``enforce`` flags, rate limits, quota usage, relay networks.
-What it writes: ``rate_counters`` (``rate_add``), one upsert per counter and message, so
-counters survive restarts and are shared by every policyd on the database.
+catch-all), forwards (a forward-only address is a mailbox row), send-as grants and quota
+usage. It writes nothing. The daemon's other queries live with their tables and are
+shared with the admin CLI: access lists and ``enforce`` flags in ``store.spam``, rate
+limits and counters in ``store.ratelimit``, relay networks in ``store.relay``.
 
 Errors: whatever ``store.db`` raises (``StoreUnavailable`` when the database is down);
 the daemon turns all of them into 4.3.0.
@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailwarden.address import Address, strip_extension
-from mailwarden.core.ratelimit import window
-from mailwarden.store import relay
 from mailwarden.store.db import Tx
 
 
@@ -131,72 +129,3 @@ def owned_addresses(tx: Tx, login: str) -> frozenset[str]:
     for row in tx.all("SELECT address FROM sendas_grants WHERE mailbox_id = ?", (box["id"],)):
         owned.add(str(row["address"]).lower())
     return frozenset(owned)
-
-
-def relay_networks(tx: Tx, now: int) -> tuple[str, ...]:
-    return tuple(relay.active_networks(tx, now))
-
-
-def access_entries(tx: Tx, domain_name: str, mailbox: str) -> tuple[tuple[str, str, str], ...]:
-    """Allow/block rows as (layer, kind, pattern) for global, the domain and the mailbox."""
-    scopes = {"global": "global", domain_name: "domain"}
-    if mailbox:
-        scopes[mailbox] = "mailbox"
-    rows = tx.all(
-        "SELECT scope, kind, pattern FROM access_lists WHERE scope IN (?, ?, ?)",
-        ("global", domain_name, mailbox or "global"),
-    )
-    return tuple((scopes[str(r["scope"])], str(r["kind"]), str(r["pattern"])) for r in rows)
-
-
-def enforce_flags(tx: Tx, domain_name: str, mailbox: str) -> dict[str, bool]:
-    """The ``enforce`` flag of each layer's spam settings row (absent = False)."""
-    scopes = {"global": "global", domain_name: "domain"}
-    if mailbox:
-        scopes[mailbox] = "mailbox"
-    rows = tx.all(
-        "SELECT scope, enforce FROM spam_settings WHERE scope IN (?, ?, ?)",
-        ("global", domain_name, mailbox or "global"),
-    )
-    return {scopes[str(r["scope"])]: bool(r["enforce"]) for r in rows}
-
-
-def rate_limits(tx: Tx) -> tuple[tuple[str, str, int, int], ...]:
-    """Every rate limit as (scope, period, max_messages, max_recipients); a small table."""
-    rows = tx.all("SELECT scope, period, max_messages, max_recipients FROM rate_limits")
-    return tuple(
-        (str(r["scope"]), str(r["period"]), int(r["max_messages"]), int(r["max_recipients"]))
-        for r in rows
-    )
-
-
-def rate_usage(tx: Tx, key: str, period: str, now: int) -> tuple[int, int]:
-    """(messages, recipients) counted for ``key`` in the window of ``period`` at ``now``."""
-    start, _ = window(period, now)
-    row = tx.one(
-        "SELECT messages, recipients FROM rate_counters "
-        "WHERE counter_key = ? AND period = ? AND window_start = ?",
-        (key, period, start),
-    )
-    return (0, 0) if row is None else (int(row["messages"]), int(row["recipients"]))
-
-
-def rate_add(tx: Tx, key: str, period: str, *, now: int, messages: int, recipients: int) -> None:
-    """Add to the counter of the current window; drop this key's finished windows."""
-    start, _ = window(period, now)
-    tx.execute(
-        tx.pick(
-            mysql="INSERT INTO rate_counters (counter_key, period, window_start, messages, "
-            "recipients) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
-            "messages = messages + VALUES(messages), recipients = recipients + VALUES(recipients)",
-            sqlite="INSERT INTO rate_counters (counter_key, period, window_start, messages, "
-            "recipients) VALUES (?, ?, ?, ?, ?) ON CONFLICT (counter_key, period, window_start) "
-            "DO UPDATE SET messages = messages + excluded.messages, "
-            "recipients = recipients + excluded.recipients",
-        ),
-        (key, period, start, messages, recipients),
-    )
-    tx.execute(
-        "DELETE FROM rate_counters WHERE counter_key = ? AND period = ? AND window_start < ?",
-        (key, period, start),
-    )

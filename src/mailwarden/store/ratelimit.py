@@ -1,8 +1,8 @@
 """Rate limits and their counters (tables ``rate_limits`` and ``rate_counters``).
 
 Who calls it: ``mailwarden ratelimit`` (set, list, remove) and the policy daemon, which
-asks ``limits_for`` at RCPT time, compares ``usage`` with the limits, and after an
-accepted message (END-OF-MESSAGE) counts it with ``add_usage``.
+reads ``usage`` at RCPT time and, after an accepted message (END-OF-MESSAGE), counts it
+with ``add_usage`` and drops that counter's finished windows (``drop_finished``).
 
 Scopes (see ``store.scopes``):
     a mailbox address   the limit of that SASL login;
@@ -16,7 +16,8 @@ Scopes (see ``store.scopes``):
 
 Counters are keyed by ``(counter_key, period, window_start)``; ``Limit.key`` is the key to
 count under (``login:<address>`` or ``client:<client address>``). The window arithmetic is the
-caller's. ``add_usage`` is one atomic upsert-increment, so concurrent daemons add up.
+caller's (``core.ratelimit.window``). ``add_usage`` is one atomic upsert-increment, so
+concurrent daemons add up and counters survive restarts.
 
 Errors: ``NotFound`` when removing a limit that does not exist; ``UsageError`` for a
 period other than hour/day or for setting nothing.
@@ -28,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailwarden.core import relaynet
+from mailwarden.core.ratelimit import CLIENT_PREFIX
+from mailwarden.core.ratelimit import Usage as Usage  # noqa: PLC0414 - re-exported
 from mailwarden.errors import NotFound, UsageError
 from mailwarden.store.db import Tx
-from mailwarden.store.scopes import CLIENT_PREFIX, Scope
+from mailwarden.store.scopes import Scope
 
 PERIODS = ("hour", "day")
-PERIOD_SECONDS = {"hour": 3600, "day": 86400}
 LOGIN_PREFIX = "login:"
 
 
@@ -47,12 +49,6 @@ class Limit:
     period: str
     max_messages: int
     max_recipients: int
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    messages: int = 0
-    recipients: int = 0
 
 
 def check_period(period: str) -> str:
@@ -111,6 +107,12 @@ def list_limits(tx: Tx, scope: str | None = None) -> list[dict[str, Any]]:
     ]
     result.sort(key=lambda r: (r["kind"], r["scope"], PERIODS.index(r["period"])))
     return result
+
+
+def limit_rows(tx: Tx) -> tuple[tuple[str, str, int, int], ...]:
+    """Every limit as (scope, period, max_messages, max_recipients), the rows
+    ``core.ratelimit.select`` takes; a small table the policy daemon caches whole."""
+    return tuple((r["scope"], r["period"], r["messages"], r["recipients"]) for r in list_limits(tx))
 
 
 def limits_for(tx: Tx, login_address: str | None, client_ip: str) -> list[Limit]:
@@ -181,6 +183,14 @@ def usage(tx: Tx, key: str, period: str, window_start: int) -> Usage:
         (key, period, window_start),
     )
     return Usage() if row is None else Usage(int(row["messages"]), int(row["recipients"]))
+
+
+def drop_finished(tx: Tx, key: str, period: str, window_start: int) -> int:
+    """Delete the counters of ``(key, period)`` from windows before ``window_start``."""
+    return tx.execute(
+        "DELETE FROM rate_counters WHERE counter_key = ? AND period = ? AND window_start < ?",
+        (key, period, window_start),
+    )
 
 
 def purge_counters(tx: Tx, before: int) -> int:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from mailwarden.address import normalize_domain, parse_address
 from mailwarden.core import relaynet
+from mailwarden.core.ratelimit import CLIENT_PREFIX
 from mailwarden.errors import NotFound, UsageError
 from mailwarden.store.db import Tx
 
 GLOBAL = "global"
-CLIENT_PREFIX = "client:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 Who calls it: ``mailwarden spam`` (set, show, allow, block, unlist, lists); the delivery
 agent (``effective_for``: what to do with a scored message) and the policy daemon
-(``lists_for``/``layers_for``, or ``access_decision`` which combines them with
-``core.spamsettings.list_decision``).
+(``lists_for`` and ``layers_for``, cached, combined by ``core.spamsettings.list_decision``;
+``access_decision`` does the same uncached).
 
 Both tables are keyed by ``scope``: ``global``, a local domain name or a mailbox
 address (see ``store.scopes``); rows of a domain or mailbox carry its id so they go with
@@ -88,19 +88,16 @@ def set_settings(tx: Tx, scope: Scope, changes: Mapping[str, Any]) -> Layer:
 
 def layers_for_scope(tx: Tx, scope: Scope) -> Layers:
     """The layers above and including ``scope`` (global; domain; mailbox)."""
-    if scope.kind == "mailbox":
-        return layers_for(tx, scope.name)
-    rows = _rows_by_scope(tx, (GLOBAL, scope.name))
-    domain = rows.get(scope.name.lower()) if scope.kind == "domain" else None
-    return Layers(rows.get(GLOBAL, Layer()), domain)
+    if scope.kind == "global":
+        return Layers(get_layer(tx, GLOBAL) or Layer())
+    return layers_for(tx, scope.name)
 
 
-def layers_for(tx: Tx, mailbox_address: str) -> Layers:
-    """The global, domain and mailbox rows for a (normalised) recipient address."""
-    domain = mailbox_address.rsplit("@", 1)[-1].lower()
-    address = mailbox_address.lower()
-    rows = _rows_by_scope(tx, (GLOBAL, domain, address))
-    return Layers(rows.get(GLOBAL, Layer()), rows.get(domain), rows.get(address))
+def layers_for(tx: Tx, recipient: str) -> Layers:
+    """The global, domain and mailbox rows for a recipient (see ``_layer_scopes``)."""
+    domain, mailbox = _layer_scopes(recipient)
+    rows = _rows_by_scope(tx, (GLOBAL, domain, mailbox))
+    return Layers(rows.get(GLOBAL, Layer()), rows.get(domain), rows.get(mailbox))
 
 
 def effective_for(tx: Tx, mailbox_address: str) -> Effective:
@@ -163,23 +160,33 @@ def entries(tx: Tx, scope: str) -> list[dict[str, Any]]:
     )
 
 
-def lists_for(tx: Tx, mailbox_address: str) -> list[tuple[str, str, str]]:
-    """``(layer, kind, pattern)`` for a recipient: global, its domain, its mailbox."""
-    domain = mailbox_address.rsplit("@", 1)[-1].lower()
-    address = mailbox_address.lower()
+def lists_for(tx: Tx, recipient: str) -> list[tuple[str, str, str]]:
+    """``(layer, kind, pattern)`` for a recipient: global, its domain, its mailbox (see
+    ``_layer_scopes``)."""
+    domain, mailbox = _layer_scopes(recipient)
     rows = tx.all(
         "SELECT scope, kind, pattern FROM access_lists WHERE scope IN (?, ?, ?) "
         "ORDER BY scope, pattern",
-        (GLOBAL, domain, address),
+        (GLOBAL, domain, mailbox),
     )
-    names = {GLOBAL: "global", domain: "domain", address: "mailbox"}
+    names = {GLOBAL: "global", domain: "domain", mailbox: "mailbox"}
     return [(names[str(r["scope"]).lower()], str(r["kind"]), str(r["pattern"])) for r in rows]
 
 
+def _layer_scopes(recipient: str) -> tuple[str, str]:
+    """(domain scope, mailbox scope) of a recipient. ``recipient`` is a mailbox address,
+    or a bare domain name for one that has no mailbox (an alias or catch-all address):
+    then the mailbox scope is ``""``, which no row has, so only global and domain apply."""
+    value = recipient.lower()
+    if "@" not in value:
+        return value, ""
+    return value.rsplit("@", 1)[1], value
+
+
 def access_decision(
-    tx: Tx, mailbox_address: str, sender: str, client_ip: str, *, delimiter: str = "+"
+    tx: Tx, recipient: str, sender: str, client_ip: str, *, delimiter: str = "+"
 ) -> str | None:
     """``"allow"``, ``"block"`` or None for mail from ``sender``/``client_ip`` to a recipient."""
-    grouped = spamsettings.by_layer(lists_for(tx, mailbox_address))
-    flags = layers_for(tx, mailbox_address).enforce_flags
+    grouped = spamsettings.by_layer(lists_for(tx, recipient))
+    flags = layers_for(tx, recipient).enforce_flags
     return spamsettings.list_decision(sender, client_ip, grouped, flags, delimiter=delimiter)
