@@ -1,5 +1,5 @@
 # mailwarden — the two commands a new user needs:
-#   make quickstart   install mailwarden (venv from the system Python) on the embedded SQLite default
+#   make quickstart   install Postfix, Dovecot, ClamAV, SpamAssassin and mailwarden (SQLite default), run doctor
 #   make test         install everything the tests need (Debian packages, Python deps) and run them all
 #
 # Everything runs as root on Debian 12. Nothing here touches the system Postfix/Dovecot
@@ -13,10 +13,10 @@ PYTEST_ARGS ?=
 
 .PHONY: quickstart install test test-deps check unit integration lint typecheck bench clean
 
-quickstart: install
-	$(VENV)/bin/mailwarden db init 2>/dev/null || $(VENV)/bin/mailwarden db upgrade
-	$(VENV)/bin/mailwarden db status
-	@echo "mailwarden is installed: $(VENV)/bin/mailwarden (linked as /usr/local/bin/mailwarden)"
+# Fresh Debian 12 -> Postfix + Dovecot + ClamAV + SpamAssassin + mailwarden on SQLite for
+# $(DOMAIN) (default example.test), then `mailwarden doctor`. Safe to re-run.
+quickstart:
+	PREFIX=$(PREFIX) scripts/quickstart.sh
 
 install:
 	@command -v /usr/bin/python3 >/dev/null || { echo "install python3 first: apt-get install python3 python3-venv"; exit 1; }
