@@ -31,7 +31,7 @@ LOCAL_SIG=$CLAMDB/mailwarden-local.ndb
 APT_PACKAGES=(
   postfix postfix-sqlite
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-sqlite
-  clamav-daemon clamdscan spamassassin spamd spamc
+  clamav-daemon clamdscan spamassassin spamd spamc openssl
   python3-venv python3-dev build-essential libmilter-dev
 )
 
@@ -134,7 +134,21 @@ start_spamd() {
   wait_for 60 spamd spamc -K
 }
 
+dovecot_certificate() {
+  # Debian's 10-ssl.conf names /etc/dovecot/private/dovecot.{pem,key}; without the
+  # ssl-cert package (a Recommends) nobody creates them and Dovecot refuses to start.
+  # A self-signed certificate keeps IMAP/POP3 STARTTLS working until a real one is set.
+  local dir=/etc/dovecot/private
+  [ -s "$dir/dovecot.pem" ] && [ -s "$dir/dovecot.key" ] && return 0
+  say "Dovecot has no TLS certificate: creating a self-signed one for mx.$DOMAIN"
+  install -d -m 0700 "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.$DOMAIN" \
+    -keyout "$dir/dovecot.key" -out "$dir/dovecot.pem" 2>/dev/null
+  chmod 0600 "$dir/dovecot.key"
+}
+
 start_mail_servers() {
+  dovecot_certificate
   if [ -f /run/dovecot/master.pid ] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then
     doveadm reload
   else
