@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
+from mailwarden.setup import render as setup_render
 from mailwarden.store.db import parse_url
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
@@ -41,7 +42,6 @@ POSTFIX_VIEWS = (
 DOVECOT_VIEWS = ("dovecot_users",)
 COURIER_VIEWS = ("courier_users",)
 
-_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 _RC_KEY = re.compile(r"^([A-Z][A-Z0-9_]*)[ \t]+\S")
 
 
@@ -54,38 +54,20 @@ def placeholders(
     dovecot_dir: Path | str = "/etc/dovecot",
     postfix_dir: Path | str = "/etc/postfix/mailwarden",
 ) -> dict[str, str]:
-    """Values of every placeholder for one database URL and mail root."""
-    db = parse_url(url)
-    socket = db.dialect == "mysql" and bool(db.unix_socket)
-    return {
-        "@DB_DIALECT@": db.dialect,
-        "@DB_HOST@": db.host if db.dialect == "mysql" else "",
-        "@DB_PORT@": str(db.port) if db.dialect == "mysql" else "",
-        "@DB_USER@": db.user,
-        "@DB_PASSWORD@": db.password,
-        "@DB_NAME@": db.database,
-        "@DB_SOCKET@": db.unix_socket,
-        "@SQLITE_PATH@": db.path,
-        "@MAIL_ROOT@": str(mail_root).rstrip("/"),
-        "@MAIL_UID@": str(uid),
-        "@MAIL_GID@": str(gid),
-        "@DOVECOT_DIR@": str(dovecot_dir).rstrip("/"),
-        "@POSTFIX_DIR@": str(postfix_dir).rstrip("/"),
-        "@TCP@": "#" if socket else "",
-        "@SOCKET@": "" if socket else "#",
-    }
+    """Values of every placeholder, exactly as ``mailwarden setup`` computes them."""
+    return setup_render.placeholders(
+        url,
+        mail_root=str(mail_root),
+        uid=uid,
+        gid=gid,
+        dovecot_dir=str(dovecot_dir),
+        postfix_dir=str(postfix_dir),
+    )
 
 
-def render(text: str, values: dict[str, str]) -> str:
-    """Substitute every placeholder; ``KeyError`` names one that has no value."""
-
-    def one(match: re.Match[str]) -> str:
-        value = values[match.group(0)]
-        if "\n" in value or "\r" in value:
-            raise ValueError(f"{match.group(0)}: a value must be a single line")
-        return value
-
-    return _PLACEHOLDER.sub(one, text)
+# The same substitution ``mailwarden setup`` writes files with.
+render = setup_render.render
+main_cf_settings = setup_render.main_cf_settings
 
 
 def render_file(
@@ -179,19 +161,3 @@ def reader_url(url: str, server: SqlServer | None, role: str, views: tuple[str, 
 def via_socket(url: str, socket: Path | str) -> str:
     """The same MySQL URL, connecting over the server's unix socket instead of TCP."""
     return f"{url}?unix_socket={quote(str(socket))}"
-
-
-def main_cf_settings(text: str) -> dict[str, str]:
-    """``name = value`` pairs of a main.cf fragment (comments dropped, continuations joined)."""
-    settings: dict[str, str] = {}
-    name = ""
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if line[0].isspace() and name:
-            settings[name] = f"{settings[name]} {line.strip()}".strip()
-            continue
-        name, _, value = line.partition("=")
-        name = name.strip()
-        settings[name] = value.strip()
-    return settings

@@ -78,9 +78,13 @@ def render(text: str, values: dict[str, str]) -> str:
 
     def one(match: re.Match[str]) -> str:
         try:
-            return values[match.group(0)]
+            value = values[match.group(0)]
         except KeyError:
             raise ConfigError(f"contrib template: unknown placeholder {match.group(0)}") from None
+        if "\n" in value or "\r" in value:
+            # A newline in a password or path would inject configuration lines.
+            raise ConfigError(f"contrib template: {match.group(0)} must be a single line")
+        return value
 
     return _PLACEHOLDER.sub(one, text)
 
