@@ -110,6 +110,9 @@ def main() -> None:
     os.chown(root, 5000, 5000)
     src = base / "src"
     shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    # Byte-compile as ``pip install`` does: the pipe LDA runs as vmail, which cannot
+    # write __pycache__ into this root-owned copy and would otherwise compile every run.
+    subprocess.run([PY, "-m", "compileall", "-q", str(src)], check=True)
     subprocess.run(["chmod", "-R", "a+rX", str(src), str(base)], check=True)
     url = f"sqlite:///{base}/db/mail.sqlite"
     (base / "db").mkdir()

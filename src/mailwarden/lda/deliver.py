@@ -21,26 +21,37 @@ writes nothing. ``check_recipient`` is step 1 plus a quota check for LMTP's RCPT
 
 One log line per recipient: ``deliver rcpt=<…> from=<…> dsn=… ms=… <text>``. Metrics go
 to a ``Recorder`` (Prometheus counters in lmtpd, the counter file in pipe mode).
+
+Options lmtpd uses for throughput (the pipe LDA and the tests keep the defaults):
+``usage`` = ``lda.usage.WriteBehindUsage`` (``quota_usage`` written behind, coalesced;
+default ``SyncUsage``, one transaction per delivery), and ``recipient_ttl`` > 0: an
+active mailbox found in the store is remembered that many seconds, so RCPT and DATA
+(and the next messages) do not look it up again, nor its vacation while none is in
+effect. Only active mailboxes are remembered: an unknown or disabled one is looked up
+every time (a cached "unknown" would bounce mail for a mailbox just created). So within
+the TTL a mailbox just disabled or deleted may still receive mail, and a changed quota
+limit or a vacation just switched on takes effect after it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from mailwarden import address
 from mailwarden.config import Settings
 from mailwarden.core import quotacheck, spamtreat
-from mailwarden.core.delivery import Usage, loop_verdict, warning_due
+from mailwarden.core.delivery import Usage, loop_verdict
 from mailwarden.errors import UsageError
 from mailwarden.lda import headers as hdr
 from mailwarden.lda import quota
 from mailwarden.lda.maildir import Maildir, MaildirError, Names, open_maildir, os_verdict
 from mailwarden.lda.submit import Submitter
+from mailwarden.lda.usage import SyncUsage
 from mailwarden.store import delivery as store
-from mailwarden.store import spam as spam_store
 from mailwarden.store.db import Database
 from mailwarden.verdict import OK, Verdict, tempfail
 
@@ -48,6 +59,13 @@ log = logging.getLogger("mailwarden.lda")
 
 # Verdict -> metric outcome label (the bounded set metrics.LdaMetrics documents).
 _OUTCOME = {"5.1.1": "unknown", "4.2.2": "quota", "5.2.2": "quota", "5.4.6": "loop"}
+
+
+RECIPIENT_CACHE_MAX = 10000
+
+
+class UsageWriter(Protocol):
+    def record(self, mailbox_id: int, usage: Usage, thresholds: Iterable[int]) -> int | None: ...
 
 
 class Recorder(Protocol):
@@ -100,6 +118,8 @@ class Deliverer:
         submitter: Submitter | None = None,
         *,
         chown: bool = False,
+        usage: UsageWriter | None = None,
+        recipient_ttl: float = 0.0,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -107,10 +127,26 @@ class Deliverer:
         self.submitter = submitter or Submitter(settings.lda)
         self.owner = (settings.mail.uid, settings.mail.gid) if chown else None
         self.names = Names()
+        self.usage: UsageWriter = usage or SyncUsage(db)
+        self.recipient_ttl = recipient_ttl
+        self._recipients: dict[str, tuple[float, store.Recipient]] = {}
+        self._no_vacation: dict[int, float] = {}  # mailbox id -> monotonic expiry
 
     # --- RCPT -------------------------------------------------------------------------
 
     def _resolve(self, recipient: str) -> tuple[Verdict, store.Recipient | None]:
+        if self.recipient_ttl > 0:
+            hit = self._recipients.get(recipient)
+            if hit is not None and hit[0] > time.monotonic():
+                return OK, hit[1]
+        verdict, rcpt = self._lookup(recipient)
+        if rcpt is not None and self.recipient_ttl > 0:
+            if len(self._recipients) >= RECIPIENT_CACHE_MAX:
+                self._recipients.clear()
+            self._recipients[recipient] = (time.monotonic() + self.recipient_ttl, rcpt)
+        return verdict, rcpt
+
+    def _lookup(self, recipient: str) -> tuple[Verdict, store.Recipient | None]:
         try:
             addr = address.parse_address(
                 recipient, delimiter=self.settings.mail.recipient_delimiter
@@ -204,6 +240,8 @@ class Deliverer:
         )
         if verdict.flag is None and verdict.score is None:
             return spamtreat.INBOX  # not scanned: no need to read the settings
+        from mailwarden.store import spam as spam_store
+
         with self.db.read() as tx:
             settings = spam_store.effective_for(tx, rcpt.address)
         return spamtreat.treatment(verdict, settings)
@@ -254,13 +292,7 @@ class Deliverer:
     def _after_delivery(self, rcpt: store.Recipient, box: Maildir, usage: Usage) -> None:
         """Keep ``quota_usage`` current and warn at thresholds; never fails the delivery."""
         try:
-            now = int(time.time())
-            with self.db.transaction() as tx:
-                warned = store.warned_percent(tx, rcpt.id)
-                due, mark = warning_due(
-                    usage.percent(), warned, self.settings.mail.quota_warning_percent
-                )
-                store.record_usage(tx, rcpt.id, usage.bytes, usage.messages, warned=mark, now=now)
+            due = self.usage.record(rcpt.id, usage, self.settings.mail.quota_warning_percent)
             if due is not None:
                 warning = self._warning(rcpt, usage, due)
                 with box.lock(shared=True):
@@ -290,10 +322,17 @@ class Deliverer:
     ) -> str | None:
         from mailwarden.lda import vacation
 
+        if self.recipient_ttl > 0 and self._no_vacation.get(rcpt.id, 0.0) > time.monotonic():
+            return None
         try:
-            return vacation.respond(
+            result = vacation.respond(
                 self.db, self.submitter, rcpt, sender, headers, envelope_rcpt=envelope_rcpt
             )
+            if result is None and self.recipient_ttl > 0:  # none in effect: remember that
+                if len(self._no_vacation) >= RECIPIENT_CACHE_MAX:
+                    self._no_vacation.clear()
+                self._no_vacation[rcpt.id] = time.monotonic() + self.recipient_ttl
+            return result
         except Exception:
             log.exception("vacation rcpt=<%s>: delivered, but the reply failed", rcpt.address)
             return None

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 1024 * 1024
 _NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
-_ADDR = re.compile(r"<([^<>\s]+@[^<>\s]+)>|([^\s<>,;:\"()]+@[^\s<>,;:\"()]+)")
+# Only vacation needs it: compiled on first use (re's cache), not at every LDA start-up.
+_ADDR = r"<([^<>\s]+@[^<>\s]+)>|([^\s<>,;:\"()]+@[^\s<>,;:\"()]+)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,6 @@ def addresses(values: list[str]) -> frozenset[str]:
     """Lower-case addresses found in address-list header values."""
     found: set[str] = set()
     for value in values:
-        for m in _ADDR.finditer(value):
+        for m in re.finditer(_ADDR, value):
             found.add((m.group(1) or m.group(2)).lower())
     return frozenset(found)

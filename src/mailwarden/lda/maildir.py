@@ -35,8 +35,6 @@ import errno
 import fcntl
 import itertools
 import os
-import secrets
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -70,7 +68,7 @@ class Names:
 
     def __init__(self) -> None:
         self._seq = itertools.count(1)
-        host = socket.gethostname() or "localhost"
+        host = os.uname().nodename or "localhost"  # gethostname(), without the socket module
         self._host = host.replace("/", r"\057").replace(":", r"\072")
 
     def make(self, size: int, vsize: int) -> str:
@@ -78,7 +76,7 @@ class Names:
         sec = int(now)
         usec = int((now - sec) * 1_000_000)
         pid = os.getpid()
-        rand = secrets.token_hex(6)
+        rand = os.urandom(6).hex()  # what secrets.token_hex(6) returns, without its imports
         return f"{sec}.M{usec}P{pid}Q{next(self._seq)}R{rand}.{self._host},S={size},W={vsize}"
 
 
@@ -89,6 +87,10 @@ def vsize(data: bytes) -> int:
 
 def _mkdir_open(parent: int, name: str, owner: tuple[int, int] | None) -> int:
     """Open directory ``name`` below ``parent`` (creating it), never through a symlink."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)  # the usual case: it exists
+    except FileNotFoundError:
+        pass
     try:
         os.mkdir(name, DIR_MODE, dir_fd=parent)
         created = True

@@ -19,6 +19,14 @@ lmtp_listen`` (lmtpd then delivers and counts it in its metrics); only when none
 answers does it import the delivery core and deliver in-process, recording its metrics
 in the counter file lmtpd folds in (``lda.counters``).
 
+Start-up cost: the hand-over path imports nothing beyond ``os``, ``sys`` and C modules
+(``_socket``, ``syslog``): the socket comes from a line scan of the configuration file
+(``listen_from_toml``; anything it cannot read with certainty falls back to
+``config.load``), the LMTP dialogue is a few lines over a raw socket, and log lines are
+kept as strings. ``config``, ``logging``, the store and the delivery core are imported
+only on the in-process path. A broken configuration file is therefore noticed only when
+there is no lmtpd to hand over to (lmtpd validated its own at start-up).
+
 Logging: log lines never go to stdout/stderr before the result line (Postfix would take
 them as the DSN text); they go to syslog (``/dev/log``, facility mail) when it exists,
 else to stderr after the result line.
@@ -26,14 +34,24 @@ else to stderr after the result line.
 
 from __future__ import annotations
 
+# Only C modules and ``os``/``sys`` (already loaded by the interpreter) on the hand-over
+# path: ``socket``, ``typing``, ``logging``, ``tomllib`` and the config module each cost
+# more than the whole hand-over. The in-process fallback imports what it needs.
+import _socket
 import os
-import socket
 import sys
-from typing import BinaryIO, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
 
 EX_OK, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 67, 75, 77
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 600.0
+# Must equal ``config.DEFAULT_PATH`` and the default of ``LdaSettings.lmtp_listen``
+# (tests/unit/test_lda_pipe.py checks both).
+DEFAULT_CONFIG = "/etc/mailwarden/mailwarden.toml"
+DEFAULT_LMTP_LISTEN = ("unix:/run/mailwarden/lmtp.sock",)
 
 _OPTIONS = {
     "--sender": "sender",
@@ -79,23 +97,126 @@ def exit_code(dsn: str) -> int:
     return EX_NOUSER if dsn == "5.1.1" else EX_NOPERM
 
 
+# --- which socket: ``[lda] lmtp_listen`` without importing the config module -----------
+
+
+def _strings(value: str) -> tuple[str, ...] | None:
+    """A TOML string, or a one-line array of strings, without escapes; else None."""
+    out: list[str] = []
+    rest = value.strip()
+    array = rest.startswith("[")
+    if array:
+        rest = rest[1:].lstrip()
+    closed = not array
+    while rest:
+        if array and rest.startswith("]"):
+            rest = rest[1:].lstrip()
+            closed = True
+            break
+        quote = rest[0]
+        if quote not in "\"'":
+            return None
+        end = rest.find(quote, 1)
+        if end < 0 or "\\" in rest[1:end]:
+            return None
+        out.append(rest[1:end])
+        rest = rest[end + 1 :].lstrip()
+        if not array:
+            break
+        if rest.startswith(","):
+            rest = rest[1:].lstrip()
+        elif not rest.startswith("]"):
+            return None
+    if not closed or (not array and not out):
+        return None  # an array continued on the next line, or no value at all
+    if rest and not rest.startswith("#"):
+        return None
+    return tuple(out)
+
+
+def listen_from_toml(text: str) -> tuple[str, ...] | None:
+    """``lda.lmtp_listen`` from the configuration text, by a line scan.
+
+    Reads what configuration files contain in practice (an ``[lda]`` table with
+    ``lmtp_listen = [...]`` or ``= "..."`` on one line); returns None for anything it
+    cannot read with certainty (multi-line strings or arrays, escapes, dotted keys or an
+    inline ``lda`` table), and the caller then parses the file with ``config.load``.
+    The default when the key is absent.
+    """
+    if '"""' in text or "'''" in text:
+        return None
+    section = ""
+    found: tuple[str, ...] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            close = line.find("]")
+            if line.startswith("[[") or close < 0:
+                return None
+            section = line[1:close].strip()
+            tail = line[close + 1 :].strip()
+            if (tail and not tail.startswith("#")) or "'" in section or '"' in section:
+                return None  # e.g. a nested array inside a multi-line value
+            continue
+        key, eq, value = line.partition("=")
+        name = key.strip().strip("\"'")
+        if section == "" and (name == "lda" or name.startswith("lda.")):
+            return None
+        if section != "lda" or name != "lmtp_listen" or not eq:
+            continue
+        found = _strings(value)
+        if found is None:
+            return None
+    return DEFAULT_LMTP_LISTEN if found is None else found
+
+
+def handover_listen(explicit: str | None, environ: dict[str, str]) -> tuple[str, ...] | None:
+    """``lda.lmtp_listen`` of the file ``config.load`` would read (same choice: option,
+    ``$MAILWARDEN_CONFIG``, default path); None when ``config.load`` has to decide
+    (named file missing or unreadable, or too complex for the line scan)."""
+    path = explicit or environ.get("MAILWARDEN_CONFIG") or ""
+    try:
+        with open(path or DEFAULT_CONFIG, "rb") as f:
+            data = f.read(1 << 20)
+    except FileNotFoundError:
+        return None if path else DEFAULT_LMTP_LISTEN
+    except OSError:
+        return None
+    try:
+        return listen_from_toml(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
 # --- hand-over to lmtpd ---------------------------------------------------------------
 
 
 class _Lmtp:
     """A minimal blocking LMTP client for exactly one message and one recipient."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.buf = sock.makefile("rb")
+        self.buf = b""
+
+    def _line(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n")
+            if end >= 0:
+                line, self.buf = self.buf[: end + 1], self.buf[end + 1 :]
+                return line
+            if len(self.buf) > 4096:
+                raise ConnectionError("lmtpd reply line too long")
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("lmtpd closed the connection")
+            self.buf += chunk
 
     def reply(self) -> tuple[int, str]:
         lines = []
         while True:
-            line = self.buf.readline(4096)
-            if not line:
-                raise ConnectionError("lmtpd closed the connection")
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            text = self._line().decode("utf-8", "replace").rstrip("\r\n")
             lines.append(text[4:])
             if text[3:4] != "-":
                 return int(text[:3]), lines[-1]
@@ -139,35 +260,41 @@ def handover(
     path = _socket_path(listen)
     if path is None:
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(CONNECT_TIMEOUT)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         client = _Lmtp(sock)
-        code, _ = client.reply()
-        if code != 220:
-            return None
-        sock.settimeout(REPLY_TIMEOUT)
-        if client.command(f"LHLO {socket.gethostname()}")[0] != 250:
-            return None
-        utf8 = " SMTPUTF8" if not (sender + recipient).isascii() else ""
-        code, text = client.command(f"MAIL FROM:<{sender}> BODY=8BITMIME{utf8}")
-        if code != 250:
-            return None
-    except OSError:
-        sock.close()
+        ready = client.reply()[0] == 220
+        if ready:
+            sock.settimeout(REPLY_TIMEOUT)
+            ready = client.command(f"LHLO {_socket.gethostname()}")[0] == 250
+        if ready:
+            # PIPELINING (RFC 2920, which lmtpd always offers): MAIL, RCPT and DATA in
+            # one write, then their three replies in order.
+            utf8 = " SMTPUTF8" if not (sender + recipient).isascii() else ""
+            lines = f"MAIL FROM:<{sender}> BODY=8BITMIME{utf8}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+            sock.sendall(lines.encode("utf-8"))
+            ready = client.reply()[0] == 250
+    except (OSError, ValueError):
+        ready = False
+    if not ready:
+        sock.close()  # lmtpd refused MAIL, so it refuses RCPT and DATA: nothing delivered
         return None
     # From here on lmtpd may deliver: errors are temporary, never a second delivery.
     try:
-        code, text = client.command(f"RCPT TO:<{recipient}>")
+        code, text = client.reply()  # RCPT
         if code // 100 != 2:
-            return _as_dsn(code, text)
-        code, text = client.command("DATA")
+            return _as_dsn(code, text)  # DATA then fails too (no recipient): nothing sent
+        code, text = client.reply()  # DATA
         if code != 354:
             return _as_dsn(code, text)
         sock.sendall(_dot_stuff(data))
         code, text = client.reply()
-        client.command("QUIT")
+        try:  # noqa: SIM105 - contextlib is one import too many here
+            sock.sendall(b"QUIT\r\n")  # a courtesy: the reply above is the result
+        except OSError:
+            pass
         return _as_dsn(code, text)
     except (OSError, ValueError):
         return "4.3.0", "Connection to lmtpd lost; delivery state unknown, try again later"
@@ -198,21 +325,19 @@ def deliver_here(
     return v.dsn, v.text
 
 
-def _setup_logging() -> list[str]:
+def _capture_logging(held: list[str]) -> None:
+    """Keep the delivery core's log lines in ``held`` (written after the result line)."""
     import logging
-
-    held: list[str] = []
 
     class _Hold(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             held.append(self.format(record))
 
     handler = _Hold()
-    handler.setFormatter(logging.Formatter("mailwarden-lda[%(process)d]: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    return held
 
 
 def _flush_logs(held: list[str], err: TextIO) -> None:
@@ -223,10 +348,34 @@ def _flush_logs(held: list[str], err: TextIO) -> None:
 
         syslog.openlog("mailwarden-lda", syslog.LOG_PID, syslog.LOG_MAIL)
         for line in held:
-            syslog.syslog(syslog.LOG_INFO, line.split(": ", 1)[-1])
+            syslog.syslog(syslog.LOG_INFO, line)
         return
+    pid = os.getpid()
     for line in held:
-        err.write(line + "\n")
+        err.write(f"mailwarden-lda[{pid}]: {line}\n")
+
+
+def _deliver(
+    args: dict[str, str], environ: dict[str, str], data: bytes, held: list[str]
+) -> tuple[str, str]:
+    sender, rcpt, orig = args["sender"], args["recipient"], args.get("original", "")
+    if sender == "MAILER-DAEMON":  # Postfix pipe(8)'s default null_sender
+        sender = ""
+    listen = handover_listen(args.get("config"), environ)
+    if listen is not None:
+        result = handover(listen, sender, rcpt, data)
+        if result is not None:
+            return result  # lmtpd logs and counts it
+    # No lmtpd (or a configuration the line scan could not read): the full path.
+    _capture_logging(held)
+    from mailwarden import config
+
+    settings = config.load(args.get("config"), environ)
+    if listen is None:
+        result = handover(settings.lda.lmtp_listen, sender, rcpt, data)
+        if result is not None:
+            return result
+    return deliver_here(settings, sender, rcpt, orig, data)
 
 
 def main(
@@ -236,28 +385,20 @@ def main(
     err: TextIO,
     environ: dict[str, str] | None = None,
 ) -> int:
-    held = _setup_logging()
+    held: list[str] = []
     dsn, text = "4.3.0", "Temporary failure, try again later"
     try:
         args = parse_args(argv)
-        from mailwarden import config
-
-        settings = config.load(args.get("config"), dict(os.environ if environ is None else environ))
         data = stdin.read()
-        sender, rcpt, orig = args["sender"], args["recipient"], args.get("original", "")
-        if sender == "MAILER-DAEMON":  # Postfix pipe(8)'s default null_sender
-            sender = ""
-        result = handover(settings.lda.lmtp_listen, sender, rcpt, data)
-        dsn, text = result or deliver_here(settings, sender, rcpt, orig, data)
+        dsn, text = _deliver(args, dict(os.environ if environ is None else environ), data, held)
     except _Usage as exc:
-        held.append(f"mailwarden-lda: usage error: {exc}")
+        held.append(f"usage error: {exc}")
         dsn, text = "4.3.5", f"mailwarden-lda misconfigured: {exc}"
     except BaseException as exc:  # noqa: BLE001 - everything unexpected must exit 75
         import traceback
 
         held.append(
-            "mailwarden-lda: unexpected error: "
-            + "".join(traceback.format_exception(exc)).replace("\n", " | ")
+            "unexpected error: " + "".join(traceback.format_exception(exc)).replace("\n", " | ")
         )
         dsn, text = "4.3.0", "Temporary failure, try again later"
     out.write(f"{dsn} {text}\n")

@@ -40,8 +40,8 @@ FILENAME = "maildirsize"
 RECALC_SIZE = 5120
 STALE_SECONDS = 15 * 60
 TRASH = ".Trash"
-_SIZE_IN_NAME = re.compile(r",S=(\d+)")
-_LIMIT = re.compile(r"^\s*(\d+)\s*([SC])\s*$")
+_SIZE_IN_NAME = r",S=(\d+)"
+_LIMIT = r"^\s*(\d+)\s*([SC])\s*$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ def format_limits(max_bytes: int, max_messages: int) -> str:
 def parse_limits(line: str) -> tuple[int, int]:
     max_bytes = max_messages = 0
     for part in line.split(","):
-        m = _LIMIT.match(part)
+        m = re.match(_LIMIT, part)  # re's cache: compiled once, on first use
         if m and m.group(2) == "S":
             max_bytes = int(m.group(1))
         elif m:
@@ -190,7 +190,7 @@ def _scan_dir(dfd: int) -> tuple[int, int]:
     for entry in os.scandir(dfd):
         if entry.name.startswith("."):
             continue
-        m = _SIZE_IN_NAME.search(entry.name.split(":2,")[0])
+        m = re.search(_SIZE_IN_NAME, entry.name.split(":2,")[0])
         if m:
             size = int(m.group(1))
         else:

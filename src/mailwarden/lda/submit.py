@@ -17,9 +17,10 @@ has already succeeded and is not affected).
 
 from __future__ import annotations
 
-import subprocess
+from typing import TYPE_CHECKING
 
-from mailwarden.config import LdaSettings
+if TYPE_CHECKING:
+    from mailwarden.config import LdaSettings
 
 TIMEOUT = 60.0
 
@@ -41,6 +42,8 @@ class Submitter:
             self._sendmail(recipient, message)
 
     def _sendmail(self, recipient: str, message: bytes) -> None:
+        import subprocess  # only when a reply is sent: the pipe LDA starts once per message
+
         argv = [self.settings.sendmail, "-i", "-f", "<>", "--", recipient]
         try:
             done = subprocess.run(

@@ -119,3 +119,17 @@ def record_usage(
         " updated_at = excluded.updated_at",
     )
     tx.execute(sql, (mailbox_id, used_bytes, messages, warned, now))
+
+
+def record_usage_only(tx: Tx, mailbox_id: int, used_bytes: int, messages: int, *, now: int) -> None:
+    """Upsert ``bytes``/``messages`` of the mailbox's ``quota_usage`` row, keeping
+    ``warned_percent`` (lmtpd's write-behind, ``lda.usage``)."""
+    sql = tx.pick(
+        mysql="INSERT INTO quota_usage (mailbox_id, bytes, messages, updated_at)"
+        " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE bytes = VALUES(bytes),"
+        " messages = VALUES(messages), updated_at = VALUES(updated_at)",
+        sqlite="INSERT INTO quota_usage (mailbox_id, bytes, messages, updated_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (mailbox_id) DO UPDATE SET bytes = excluded.bytes,"
+        " messages = excluded.messages, updated_at = excluded.updated_at",
+    )
+    tx.execute(sql, (mailbox_id, used_bytes, messages, now))

@@ -1,0 +1,151 @@
+"""The pipe LDA's cheap hand-over path: config line scan, raw-socket LMTP client."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from mailwarden import config
+from mailwarden.lda import pipe
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_defaults_match_config() -> None:
+    assert pipe.DEFAULT_CONFIG == config.DEFAULT_PATH
+    assert config.LdaSettings().lmtp_listen == pipe.DEFAULT_LMTP_LISTEN
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("", pipe.DEFAULT_LMTP_LISTEN),
+        ('[database]\nurl = "sqlite:////x"\n', pipe.DEFAULT_LMTP_LISTEN),
+        ('[lda]\nlmtp_listen = ["unix:/a.sock", "h:24"]\n', ("unix:/a.sock", "h:24")),
+        ("[lda]  # c\n  lmtp_listen='/x.sock' # c\n", ("/x.sock",)),
+        ("[lda]\nlmtp_listen = []\n", ()),
+        ('[lda]\nlmtp_listen = [ "unix:/a", ]\n', ("unix:/a",)),
+        ('[mail]\nlmtp_listen = ["unix:/no"]\n[lda]\nsubmit = "smtp"\n', pipe.DEFAULT_LMTP_LISTEN),
+        ('[lda]\nlmtp_listen = [\n  "unix:/a",\n]\n', None),  # multi-line array
+        ('[lda]\nlmtp_listen = ["unix:/a\\\\b"]\n', None),  # escape
+        ('lda.lmtp_listen = ["unix:/a"]\n', None),  # dotted key
+        ('lda = { lmtp_listen = ["unix:/a"] }\n', None),  # inline table
+        ('[x]\ny = """\n[lda]\n"""\n', None),  # multi-line string
+        ('[lda]\nlmtp_listen = ["unix:/a"] x\n', None),
+        ("[lda]\nlmtp_listen = \n", None),
+    ],
+)
+def test_listen_from_toml(text: str, want: tuple[str, ...] | None) -> None:
+    assert pipe.listen_from_toml(text) == want
+
+
+def test_line_scan_agrees_with_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[lda]\nlmtp_listen = ["unix:/run/x.sock"]\n[mail]\nroot = "/v"\n')
+    assert pipe.handover_listen(str(cfg), {}) == config.load(str(cfg)).lda.lmtp_listen
+
+
+def test_handover_listen_file_choice(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[lda]\nlmtp_listen = ["unix:/env.sock"]\n')
+    assert pipe.handover_listen(None, {"MAILWARDEN_CONFIG": str(cfg)}) == ("unix:/env.sock",)
+    assert pipe.handover_listen(str(tmp_path / "missing.toml"), {}) is None  # config.load says
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    assert pipe.handover_listen(str(tmp_path / "bad.toml"), {}) is None
+
+
+class FakeLmtpd:
+    """One-connection LMTP server recording what it got; answers ``final`` after DATA."""
+
+    def __init__(self, path: Path, final: bytes = b"250 2.0.0 <r@x.test> Delivered\r\n") -> None:
+        self.path = path
+        self.final = final
+        self.received = b""
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(str(path))
+        self.srv.listen(1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.srv.accept()
+        with contextlib.suppress(OSError):  # the client closes right after sending QUIT
+            self._dialogue(conn)
+        conn.close()
+        self.srv.close()
+
+    def _dialogue(self, conn: socket.socket) -> None:
+        f = conn.makefile("rwb")
+        f.write(b"220 fake LMTP\r\n")
+        f.flush()
+        while line := f.readline():
+            self.received += line
+            cmd = line[:4].upper()
+            if cmd == b"LHLO":
+                f.write(b"250-fake\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n")
+            elif cmd == b"DATA":
+                f.write(b"354 go\r\n")
+                f.flush()
+                while (data := f.readline()) != b".\r\n":
+                    self.received += data
+                self.received += data
+                f.write(self.final)
+            elif cmd == b"QUIT":
+                f.write(b"221 bye\r\n")
+                f.flush()
+                break
+            else:
+                f.write(b"250 2.1.0 Ok\r\n")
+            f.flush()
+
+
+@pytest.mark.parametrize(
+    ("final", "dsn", "code"),
+    [
+        (b"250 2.0.0 <r@x.test> Delivered\r\n", "2.0.0", 0),
+        (b"452 4.2.2 <r@x.test> Mailbox full\r\n", "4.2.2", 75),
+        (b"550 5.1.1 <r@x.test> User unknown\r\n", "5.1.1", 67),
+    ],
+)
+def test_main_hands_over(tmp_path: Path, final: bytes, dsn: str, code: int) -> None:
+    sock = tmp_path / "lmtp.sock"
+    server = FakeLmtpd(sock, final)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[lda]\nlmtp_listen = ["unix:{sock}"]\n')
+    out, err = io.StringIO(), io.StringIO()
+    data = b"Subject: x\n\n.dot\nbody\n"
+    rc = pipe.main(["-c", str(cfg), "-f", "s@x.test", "-d", "r@x.test"], io.BytesIO(data), out, err)
+    server.thread.join(5)
+    assert (rc, out.getvalue().split()[0]) == (code, dsn)
+    assert b"RCPT TO:<r@x.test>\r\n" in server.received
+    assert b"\r\n..dot\r\nbody\r\n.\r\n" in server.received
+    assert b"QUIT" in server.received
+
+
+def test_handover_path_imports_nothing_heavy(tmp_path: Path) -> None:
+    sock = tmp_path / "lmtp.sock"
+    FakeLmtpd(sock)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[lda]\nlmtp_listen = ["unix:{sock}"]\n')
+    code = (
+        "import io, sys; from mailwarden.lda import pipe;"
+        f"rc = pipe.main(['-c', {str(cfg)!r}, '-f', 's@x', '-d', 'r@x.test'],"
+        " io.BytesIO(b'x\\n'), io.StringIO(), io.StringIO());"
+        "heavy = {'socket', 'typing', 'logging', 'tomllib', 'mailwarden.config', 're'};"
+        "print(rc, sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split(None, 1) == ["0", "[]\n"]
