@@ -240,7 +240,7 @@ class MTA:
             r = self._raw(b"L", name + b"\0" + value + b"\0", C.SMFIP_NR_HDR)
             if r is not None and r[0] != C.SMFIR_CONTINUE:
                 return self._early(r, "header")
-        r = self._raw(b"N", b"", C.SMFIP_NR_EOH)
+        r = None if self.protocol & C.SMFIP_NOEOH else self._raw(b"N", b"", C.SMFIP_NR_EOH)
         if r is not None and r[0] != C.SMFIR_CONTINUE:
             return self._early(r, "eoh")
         for start in range(0, len(body), chunk):
@@ -278,7 +278,8 @@ class MTA:
         self._step(C.SMFIC_RCPT, C.SMFIP_NORCPT, C.SMFIP_NR_RCPT, args=["<alice@example.test>"])
         self._step(C.SMFIC_DATA, C.SMFIP_NODATA, C.SMFIP_NR_DATA)
         self._raw(b"L", b"Subject\0aborted\0", C.SMFIP_NR_HDR)
-        self._raw(b"N", b"", C.SMFIP_NR_EOH)
+        if not self.protocol & C.SMFIP_NOEOH:
+            self._raw(b"N", b"", C.SMFIP_NR_EOH)
         for _ in range(4):
             self._raw(b"B", b"x" * 60_000, C.SMFIP_NR_BODY)
 
@@ -449,11 +450,21 @@ def test_large_body_in_chunks_scanned_once(
     assert res.added == []  # nothing added to a rejected message
 
 
-def test_loop_is_refused_at_end_of_headers(mta: MTA) -> None:
+def test_loop_is_refused_at_end_of_message(mta: MTA) -> None:
+    # Headers are sent without replies (and no end-of-headers step), so the loop is
+    # refused at end of message, before any scan.
     hops = [(b"Received", f"from h{i} by h{i + 1}".encode()) for i in range(51)]
     res = mta.message(simple("loop", hops), b"body\r\n")
-    assert res.stage == "eoh"
+    assert res.stage == "eom" and res.final == C.SMFIR_REPLYCODE
     assert res.reply.startswith("554 5.4.6 ")
+    assert res.added == [] and res.changed == []
+
+
+def test_callbacks_negotiated_without_replies(mta: MTA) -> None:
+    """One round trip per message: only end of message is answered."""
+    for bit in ("NR_CONN", "NR_MAIL", "NR_RCPT", "NR_HDR", "NR_BODY", "NOHELO", "NOEOH"):
+        assert mta.protocol & getattr(C, "SMFIP_" + bit), bit
+    assert not mta.protocol & (C.SMFIP_NOHDRS | C.SMFIP_NOBODY | C.SMFIP_NORCPT)
 
 
 def test_fifty_received_headers_are_fine(mta: MTA) -> None:

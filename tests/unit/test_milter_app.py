@@ -147,11 +147,57 @@ def test_unexpected_exception_is_451() -> None:
     assert m.spool is None
 
 
-def test_loop_at_eoh() -> None:
+def test_loop_at_eom_before_any_scan() -> None:
     hops = tuple(("Received", b"x") for _ in range(3))
     rc, ctx, clamd, *_ = run(headers=hops, max_received=2)
     assert rc == Milter.REJECT and ctx.calls[0][1:3] == ("554", "5.4.6")
     assert clamd.scanned == []
+
+
+def test_failure_in_a_no_reply_callback_is_451_at_eom() -> None:
+    """header/body cannot answer (no reply negotiated): their error is answered at eom."""
+    s = MilterSettings(spool_threshold=100)
+    clamd = FakeClamd(sv.AvResult(sv.CLEAN))
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, None)  # type: ignore[arg-type]
+    m = ScanMilter(scanner)
+    ctx = FakeCtx()
+    m._setctx(ctx)
+    m.envfrom("<a@outside.test>")
+    m.envrcpt("<r@example.test>")
+    assert m.spool is not None
+    m.spool.close()  # writing now fails
+    assert m.header_bytes("Subject", b"x") == Milter.CONTINUE
+    assert m.body(b"x") == Milter.CONTINUE
+    assert m.eom() == Milter.TEMPFAIL
+    assert ctx.calls == [("reply", "451", "4.3.0", "Temporary failure, try again later")]
+    assert clamd.scanned == [] and m.spool is None
+    # the next message on the connection is unaffected
+    m.envfrom("<b@outside.test>")
+    m.header_bytes("Subject", b"y")
+    assert m.eom() == Milter.CONTINUE
+
+
+def test_noreply_negotiation() -> None:
+    """Only eom (plus abort/close, which never answer) is a round trip."""
+    mask = ScanMilter.protocol_mask()
+    for bit in ("P_NR_CONN", "P_NR_MAIL", "P_NR_RCPT", "P_NR_HDR", "P_NR_BODY"):
+        assert not mask & getattr(Milter, bit), bit  # MTA may skip the reply
+    for bit in ("P_NOHELO", "P_NODATA", "P_NOEOH", "P_NOUNKNOWN"):
+        assert not mask & getattr(Milter, bit), bit  # MTA may skip the step
+    for bit in ("P_NOHDRS", "P_NOBODY", "P_NORCPT", "P_NOMAIL", "P_NOCONNECT"):
+        assert mask & getattr(Milter, bit), bit  # these steps we need
+
+
+def test_empty_body_still_has_the_blank_line() -> None:
+    s = MilterSettings(spool_threshold=100)
+    clamd = FakeClamd(sv.AvResult(sv.CLEAN))
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, None)  # type: ignore[arg-type]
+    m = ScanMilter(scanner)
+    m._setctx(FakeCtx())
+    m.envfrom("<a@outside.test>")
+    m.header_bytes("Subject", b"x")
+    assert m.eom() == Milter.CONTINUE
+    assert clamd.scanned == [b"Subject: x\r\n\r\n"]
 
 
 @pytest.mark.parametrize(
@@ -182,3 +228,20 @@ def test_spool_rolls_over_and_closes() -> None:
     spool.close()
     spool.close()
     assert spool.closed
+
+
+def test_listener_nodelay_is_inherited_by_accepted_sockets() -> None:
+    """libmilter's listening socket gets TCP_NODELAY; accepted connections inherit it."""
+    import socket
+
+    from mailwarden.milter.__main__ import set_listener_nodelay
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        assert set_listener_nodelay(port)
+        assert not set_listener_nodelay(1)  # nothing of ours listens there
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert not client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

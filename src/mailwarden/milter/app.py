@@ -4,15 +4,16 @@ Who calls it: libmilter, one thread per MTA connection (``Milter.factory`` build
 ``ScanMilter`` per connection, wired in ``milter.__main__``). Several messages may
 follow on one connection; per-message state is reset at MAIL FROM and at ``abort``.
 
-Per message:
+Per message (every step but eom is negotiated without a reply, see ``ScanMilter``):
+    connect   client IP (for allow lists)
     envfrom   sender; authenticated? (macro ``{auth_authen}``, Postfix sends it at MAIL)
     envrcpt   recipients (every one; the scan is once per message, not per recipient)
     header    counted per name; ``Received:`` counted for loop protection; the
               verdict headers of ``scanverdict.REMOVE`` are remembered for deletion and
               kept out of the scanned copy; everything else goes to the ``Spool``
-    eoh       loop check: more than ``max_received`` -> 554 5.4.6 (no body is read)
-    body      appended to the spool
-    eom       ``Scanner.scan`` -> ``Outcome``; forged headers deleted (``chgheader``
+    body      the blank line, then the chunks, appended to the spool
+    eom       loop check: more than ``max_received`` -> 554 5.4.6 (nothing scanned);
+              ``Scanner.scan`` -> ``Outcome``; forged headers deleted (``chgheader``
               with the 1-based occurrence, last first); verdict headers added; traffic
               recorded; one log line; metrics
     abort / close   the spool is closed (no temp file or fd outlives a transaction)
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import Milter
 
@@ -56,6 +57,7 @@ REJECT: int = Milter.REJECT
 TEMPFAIL: int = Milter.TEMPFAIL
 DISCARD: int = Milter.DISCARD
 T = TypeVar("T")
+_Callback = TypeVar("_Callback", bound=Callable[..., int])
 _REMOVE = {name.lower(): name for name in scanverdict.REMOVE}
 
 
@@ -127,8 +129,9 @@ class Scanner:
         return result
 
     def _spam(self, msg: Message, spool: Spool) -> SpamResult:
-        allowed = self._all_allowed(msg) if not msg.authenticated else False
-        skip = scanverdict.spam_skip(spool.size, msg.authenticated, allowed, self.settings)
+        skip = scanverdict.spam_skip(spool.size, msg.authenticated, False, self.settings)
+        if skip is None and self.spamd is not None and self._all_allowed(msg):
+            skip = "allow-listed"  # only asked when spamd would be: no lookup for nothing
         if skip is not None or self.spamd is None:
             return SpamResult(scanverdict.SKIPPED, detail=skip or "no spamd configured")
         spamd = self.spamd
@@ -168,72 +171,114 @@ class Scanner:
             )
 
 
+def _noreply(func: _Callback) -> _Callback:
+    """``Milter.noreply``, typed: the MTA does not wait for this callback's answer."""
+    return cast(_Callback, Milter.noreply(func))
+
+
+def _raw_bytes(func: _Callback) -> _Callback:
+    """``Milter.decode("bytes")``, typed: pymilter passes header values undecoded."""
+    return cast(_Callback, Milter.decode("bytes")(func))
+
+
 class ScanMilter(Milter.Base):  # type: ignore[misc]
-    """One SMTP connection. Thin: facts in, ``Scanner.scan``, outcome out."""
+    """One SMTP connection. Thin: facts in, ``Scanner.scan``, outcome out.
+
+    Protocol steps (negotiated by pymilter from the decorators, Postfix >= 2.6 honours
+    them): connect, MAIL, RCPT, each header and each body chunk are ``@noreply`` (the MTA
+    sends them and goes on without waiting); HELO, DATA, end-of-headers and unknown
+    commands are not sent at all (``Milter.Base`` marks them ``@nocallback``). One round
+    trip per message remains: end of message, where every decision is made. A no-reply
+    callback cannot refuse anything, so it never raises: a failure in one is remembered
+    (``self.failed``) and answered 451 4.3.0 at end of message.
+    """
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
         self.client_ip = ""
         self.msg = Message()
         self.spool: Spool | None = None
+        self.in_body = False
+        self.failed = ""
         self.started = 0.0
 
-    # --- connection and envelope -----------------------------------------------------
+    # --- connection and envelope (no reply) -----------------------------------------------
 
+    @_noreply
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         if isinstance(hostaddr, tuple) and hostaddr:
             self.client_ip = str(hostaddr[0])
         return CONTINUE
 
+    @_noreply
     def envfrom(self, mailfrom: str, *params: str) -> int:
-        self._reset()
-        self.started = time.monotonic()
-        authen = self.getsymval("{auth_authen}")
-        self.msg = Message(sender=mailfrom, authenticated=bool(authen), client_ip=self.client_ip)
-        self.spool = Spool(self.scanner.settings.spool_threshold)
+        try:
+            self._reset()
+            self.started = time.monotonic()
+            authen = self.getsymval("{auth_authen}")
+            self.msg = Message(
+                sender=mailfrom, authenticated=bool(authen), client_ip=self.client_ip
+            )
+            self.spool = Spool(self.scanner.settings.spool_threshold)
+        except Exception as exc:  # noqa: BLE001 - no reply possible here; 451 at eom
+            self.failed = f"MAIL: {exc!r}"
         return CONTINUE
 
+    @_noreply
     def envrcpt(self, to: str, *params: str) -> int:
         self.msg.recipients.append(to)
         return CONTINUE
 
-    # --- content -----------------------------------------------------------------------
+    # --- content (no reply) ----------------------------------------------------------------
 
-    def header(self, name: str, value: str) -> int:
-        """Overridden so pymilter negotiates header callbacks; libmilter's path is
-        ``header_bytes`` (pymilter calls it with the raw value on Python 3)."""
-        return self.header_bytes(name, value.encode("utf-8", "surrogateescape"))
+    @_noreply
+    @_raw_bytes
+    def header(self, name: str, value: bytes) -> int:
+        """One header field, value as raw bytes (we scan the bytes as sent).
 
-    def header_bytes(self, name: str, value: bytes) -> int:
-        """Raw header value (pymilter would decode it; we scan the bytes as sent)."""
-        key = name.lower()
-        counts = self.msg.header_counts
-        counts[key] = counts.get(key, 0) + 1
-        if key == "received":
-            self.msg.received += 1
-        if key not in _REMOVE and self.spool is not None:
-            self.spool.add_header(name, value)
+        Counted per name; ``Received:`` counted for loop protection; the verdict headers
+        of ``scanverdict.REMOVE`` remembered for deletion and kept out of the scan.
+        """
+        try:
+            key = name.lower()
+            counts = self.msg.header_counts
+            counts[key] = counts.get(key, 0) + 1
+            if key == "received":
+                self.msg.received += 1
+            if key not in _REMOVE and self.spool is not None:
+                self.spool.add_header(name, value)
+        except Exception as exc:  # noqa: BLE001 - no reply possible here; 451 at eom
+            self.failed = self.failed or f"header: {exc!r}"
         return CONTINUE
 
-    def eoh(self) -> int:
-        loop = scanverdict.loop_verdict(self.msg.received, self.scanner.settings)
-        if loop is not None:
-            self._finish(Outcome(loop, scanverdict.REJECT, "loop", reason="loop"))
-            return self._reply(loop, REJECT)
-        if self.spool is not None:
-            self.spool.write(b"\r\n")
-        return CONTINUE
-
+    @_noreply
     def body(self, chunk: bytes) -> int:
-        if self.spool is not None:
-            self.spool.write(chunk)
+        try:
+            if self.spool is not None:
+                if not self.in_body:
+                    self.in_body = True
+                    self.spool.write(b"\r\n")
+                self.spool.write(chunk)
+        except Exception as exc:  # noqa: BLE001 - no reply possible here; 451 at eom
+            self.failed = self.failed or f"body: {exc!r}"
         return CONTINUE
+
+    # --- end of message: the one round trip -------------------------------------------------
 
     def eom(self) -> int:
         self.msg.queue_id = self.getsymval("i") or ""
         try:
+            if self.failed:
+                raise RuntimeError(self.failed)
             if self.spool is None:
                 raise RuntimeError("end of message without MAIL FROM")
+            loop = scanverdict.loop_verdict(self.msg.received, self.scanner.settings)
+            if loop is not None:
+                self._finish(Outcome(loop, scanverdict.REJECT, "loop", reason="loop"))
+                return self._reply(loop, REJECT)
+            if not self.in_body:  # empty body: still the blank line after the headers
+                self.in_body = True
+                self.spool.write(b"\r\n")
             outcome = self.scanner.scan(self.msg, self.spool)
             return self._apply(outcome)
         except Exception:
@@ -304,6 +349,8 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         )
 
     def _reset(self) -> None:
+        self.in_body = False
+        self.failed = ""
         if self.spool is not None:
             self.spool.close()
             self.spool = None
