@@ -50,8 +50,9 @@ typecheck:
 	$(PY) -m mypy
 
 bench:
-	$(PY) bench/bench_lda.py
-	$(PY) bench/bench_policy.py
+	PYTHONPATH=src $(PY) bench/bench_lda.py
+	PYTHONPATH=src $(PY) bench/bench_policy.py
+	PYTHONPATH=src $(PY) bench/bench_milter.py
 
 clean:
 	rm -rf build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -24,7 +24,7 @@ socket files, exit 0.
 Throughput: ``quota_usage`` is written behind (``lda.usage.WriteBehindUsage``: coalesced
 per mailbox, one transaction at most every 0.5 s) and active mailboxes are remembered
 for ``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
-(file fsync + ``new/`` fsync) and no store write; see docs/benchmarks-lda.md.
+(file fsync + ``new/`` fsync) and no store write; see docs/benchmarks.md.
 
 Metrics (``--metrics``, default ``[metrics] listen``): ``metrics.LdaMetrics``, with the
 pipe-mode counter file folded in before every scrape (see ``lda.counters``).

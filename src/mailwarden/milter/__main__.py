@@ -161,7 +161,7 @@ def _nodelay_after(opensocket: Callable[[bool], Any], address: str) -> Callable[
     libmilter writes each reply of end-of-message (added/changed headers, then the
     verdict) as a separate small packet and does not disable Nagle's algorithm, so on
     TCP the last packet waited for the MTA's delayed ACK: 40 ms per message, the main
-    cost of a milter on loopback (docs/benchmarks-milter.md). Linux copies TCP_NODELAY
+    cost of a milter on loopback (docs/benchmarks.md). Linux copies TCP_NODELAY
     from the listening socket to every accepted one, so setting it once is enough.
     """
     port = int(address.split(":", 1)[1].split("@", 1)[0])
