@@ -65,6 +65,15 @@ def _definition(db: Database) -> list[str]:
             ddl = row.get("Create Table") or row.get("Create View") or ""
             ddl = re.sub(r" AUTO_INCREMENT=\d+", "", str(ddl))
             out.append(re.sub(r"DEFINER=`[^`]*`@`[^`]*` ", "", ddl))
+        # SHOW CREATE TABLE leaves out the table's triggers (sqlite_master lists them).
+        triggers = tx.all(
+            "SELECT trigger_name AS name FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() ORDER BY trigger_name"
+        )
+        for t in triggers:
+            row = tx.all(f"SHOW CREATE TRIGGER `{t['name']}`")[0]
+            ddl = str(row.get("SQL Original Statement") or "")
+            out.append(re.sub(r"DEFINER=`[^`]*`@`[^`]*` ", "", ddl))
         return out
 
 
@@ -95,6 +104,42 @@ def test_dialects_have_the_same_tables_and_columns(workdir: Any, mariadb: Any) -
     for name in a:
         assert a[name] == b[name], name
     assert {"domains", "mailboxes", "aliases", "dovecot_users", "postfix_virtual_alias"} <= set(a)
+    assert "dovecot_quota" in a
+
+
+def _triggers(db: Database) -> list[tuple[str, str, str]]:
+    """(name, table, event) of every trigger."""
+    with db.read() as tx:
+        if db.dialect == "sqlite":
+            rows = tx.all(
+                "SELECT name, tbl_name AS tbl, sql FROM sqlite_master WHERE type = 'trigger'"
+            )
+            return sorted(
+                (r["name"], r["tbl"], "INSERT" if " INSERT ON " in r["sql"] else "UPDATE")
+                for r in rows
+            )
+        rows = tx.all(
+            "SELECT trigger_name AS name, event_object_table AS tbl, event_manipulation AS ev "
+            "FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+        )
+        return sorted((r["name"], r["tbl"], r["ev"]) for r in rows)
+
+
+def test_dialects_have_the_same_triggers(workdir: Any, mariadb: Any) -> None:
+    from tests import conftest
+
+    lite = Database(conftest._sqlite_url(workdir), create=True)
+    my = Database(conftest._mysql_url(mariadb))
+    migrate.init(lite)
+    migrate.init(my)
+    assert (
+        _triggers(lite)
+        == _triggers(my)
+        == [
+            ("dovecot_quota_after_insert", "dovecot_quota", "INSERT"),
+            ("dovecot_quota_after_update", "dovecot_quota", "UPDATE"),
+        ]
+    )
 
 
 def test_both_dialects_ship_the_same_migrations() -> None:

@@ -3,7 +3,9 @@
 ``placeholders`` computes the values from a database URL and the ``[mail]`` settings;
 ``render`` substitutes them and refuses to leave one behind. ``@TCP@`` and ``@SOCKET@``
 start the lines that only apply to a TCP or a unix-socket MySQL connection: the one in
-use becomes ``""``, the other ``"#"``. ``main_cf_settings`` reads a main.cf fragment.
+use becomes ``""``, the other ``"#"``; ``@SQLITE@`` and ``@MYSQL@`` start lines for one
+dialect only.
+``main_cf_settings`` reads a main.cf fragment.
 
 The same logic as ``tests/contrib.py`` (which CI uses to test these templates against
 real Postfix and Dovecot), so what setup writes is what was tested.
@@ -11,6 +13,7 @@ real Postfix and Dovecot), so what setup writes is what was tested.
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import sys
@@ -65,12 +68,23 @@ def placeholders(
         "@MAIL_ROOT@": mail_root.rstrip("/"),
         "@MAIL_UID@": str(uid),
         "@MAIL_GID@": str(gid),
+        "@MAIL_GROUP@": _group_name(gid),
         "@DB_DIALECT@": db.dialect,
         "@DOVECOT_DIR@": dovecot_dir.rstrip("/"),
         "@POSTFIX_DIR@": postfix_dir.rstrip("/"),
         "@TCP@": "#" if socket else "",
         "@SOCKET@": "" if socket else "#",
+        "@SQLITE@": "" if db.dialect == "sqlite" else "#",
+        "@MYSQL@": "" if db.dialect == "mysql" else "#",
     }
+
+
+def _group_name(gid: int) -> str:
+    """The name of the mail group (Dovecot's unix_listener ``group`` takes only names)."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def render(text: str, values: dict[str, str]) -> str:

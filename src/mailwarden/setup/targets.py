@@ -20,6 +20,8 @@ from mailwarden.setup.render import main_cf_settings, normalize, placeholders, r
 from mailwarden.store.db import parse_url
 
 SQL_FILE = "dovecot-mailwarden-sql.conf.ext"
+# Named inside 91-mailwarden-quota-clone.conf already (@DOVECOT_DIR@/...).
+DICT_FILE = "dovecot-dict-mailwarden.conf.ext"
 
 
 def values(a: Answers) -> dict[str, str]:
@@ -105,10 +107,17 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
     auth = render((contrib / "dovecot/10-mailwarden-auth.conf").read_text(), v)
     auth = auth.replace("/dovecot-sql.conf.ext", f"/{SQL_FILE}")
     quota = render((contrib / "dovecot/90-mailwarden-quota.conf").read_text(), v)
+    # quota_clone: Dovecot writes its usage (IMAP deletions too) back to quota_usage.
+    dict_map = render(
+        (contrib / f"dovecot/dovecot-dict-mailwarden.conf.ext.{dialect}").read_text(), v
+    )
+    clone = render((contrib / "dovecot/91-mailwarden-quota-clone.conf").read_text(), v)
     return {
         d / SQL_FILE: (sql, False),
+        d / DICT_FILE: (dict_map, False),
         d / "conf.d/10-mailwarden-auth.conf": (auth, True),
         d / "conf.d/90-mailwarden-quota.conf": (quota, True),
+        d / "conf.d/91-mailwarden-quota-clone.conf": (clone, True),
     }
 
 
