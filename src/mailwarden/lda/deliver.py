@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from mailwarden import address
@@ -298,6 +298,12 @@ class Deliverer:
                 with box.lock(shared=True):
                     box.deliver(warning, self.names)
                     quota.append(box, len(warning))
+                # The warning counts against the quota like any message: keep the table
+                # equal to maildirsize. Its own size never triggers a second warning.
+                after = replace(
+                    usage, bytes=usage.bytes + len(warning), messages=usage.messages + 1
+                )
+                self.usage.record(rcpt.id, after, self.settings.mail.quota_warning_percent)
                 log.info("quota warning rcpt=<%s> percent=%d", rcpt.address, due)
         except Exception:
             log.exception(
