@@ -71,23 +71,24 @@ class Facts:
     """Store lookups through the cache; without a transaction a miss raises NeedStore."""
 
     def __init__(self, cache: TTLCache, tx: Tx | None, now: int, metrics: PolicyMetrics | None):
-        self._cache, self._tx, self.now, self._metrics = cache, tx, now, metrics
+        self._cache, self._tx, self.now = cache, tx, now
+        # Label children resolved once per request, not per lookup (hot path).
+        self._hits = metrics.cache.labels(result="hit") if metrics is not None else None
+        self._misses = metrics.cache.labels(result="miss") if metrics is not None else None
 
     def _cached(self, key: Hashable, load: Callable[[Tx], Any]) -> Any:
         value = self._cache.get(key)
         if value is not MISSING:
-            self._count("hit")
+            if self._hits is not None:
+                self._hits.inc()
             return value
         if self._tx is None:
             raise NeedStore
-        self._count("miss")
+        if self._misses is not None:
+            self._misses.inc()
         value = load(self._tx)
         self._cache.put(key, value)
         return value
-
-    def _count(self, result: str) -> None:
-        if self._metrics is not None:
-            self._metrics.cache.labels(result=result).inc()
 
     def domain(self, name: str) -> store.DomainFacts | None:
         return self._cached(("domain", name), lambda tx: store.domain(tx, name))  # type: ignore[no-any-return]

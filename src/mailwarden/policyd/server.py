@@ -27,6 +27,7 @@ import logging
 import time
 from concurrent.futures import Executor
 from itertools import count
+from typing import Any
 
 from mailwarden.errors import StoreError
 from mailwarden.metrics import PolicyMetrics
@@ -67,6 +68,7 @@ class PolicyServer:
         self.max_connections = max_connections
         self.open = 0
         self._ids = count(1)
+        self._request_counters: dict[tuple[str, str], Any] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection until EOF, error or timeout."""
@@ -94,7 +96,9 @@ class PolicyServer:
         while True:
             timeout = self.request_timeout if decoder.pending else self.idle_timeout
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+                # asyncio.timeout, not wait_for: wait_for wraps every read in a new Task.
+                async with asyncio.timeout(timeout):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 if decoder.pending:
                     log.warning("conn=%d closed: incomplete request for %.0fs", conn, timeout)
@@ -152,8 +156,11 @@ class PolicyServer:
             return Decision(tempfail("Policy service error, try again later"))
 
     def _account(self, req: Request, decision: Decision, reply: bytes, elapsed: float) -> None:
-        result = result_label(decision)
-        self.metrics.requests.labels(check=decision.check, result=result).inc()
+        key = (decision.check, result_label(decision))
+        counter = self._request_counters.get(key)
+        if counter is None:  # bounded: a few checks x four results
+            counter = self._request_counters[key] = self.metrics.requests.labels(*key)
+        counter.inc()
         self.metrics.latency.observe(elapsed)
         if decision.rate_period:
             self.metrics.rate_refusals.labels(period=decision.rate_period).inc()
