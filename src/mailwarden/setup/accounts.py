@@ -8,6 +8,7 @@ removes an existing row.
 
 from __future__ import annotations
 
+import grp
 import os
 from dataclasses import dataclass
 
@@ -76,14 +77,21 @@ def _accounts(a: Answers, tx: Tx | None) -> list[Step]:
     return steps
 
 
-def share_sqlite(url: str) -> None:
-    """Let Postfix (proxymap, user postfix) and Dovecot (auth-worker) read the database.
+def share_sqlite(url: str, group: str = "postfix") -> None:
+    """Let Postfix read the SQLite database, and nobody else but root.
 
-    SQLite readers need to enter the directory and read the file; only root writes.
+    The file holds password hashes: it is ``root:postfix`` mode 0640 in a ``root:postfix``
+    0750 directory. Postfix daemons run with their primary group only (``set_ugid``), so
+    its group must be ``postfix`` itself; Dovecot's auth-worker (and, for quota_clone,
+    its dict service as configured by contrib) and the mailwarden daemons run as root.
+    The pipe LDA running as the mail user cannot open it and answers 75 (the mail waits
+    in the queue) unless it can hand the message to lmtpd, which is what it does.
     """
     parsed = parse_url(url)
     if parsed.dialect != "sqlite" or not os.path.exists(parsed.path):
         return
+    gid = grp.getgrnam(group).gr_gid
     directory = os.path.dirname(parsed.path)
-    os.chmod(directory, os.stat(directory).st_mode | 0o055)  # noqa: S103 - readers: postfix, dovecot
-    os.chmod(parsed.path, os.stat(parsed.path).st_mode | 0o044)
+    for path, mode in ((directory, 0o750), (parsed.path, 0o640)):
+        os.chown(path, 0, gid)
+        os.chmod(path, mode)
