@@ -17,9 +17,6 @@ import os
 import poplib
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ import pytest
 
 from tests import servers
 from tests.conftest import Cli
+from tests.daemons import Daemon, start_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +45,7 @@ class Stack:
     cli: Cli
     postfix: servers.Postfix
     dovecot: servers.Dovecot
-    lmtpd: subprocess.Popen[bytes]
+    lmtpd: Daemon
     metrics_port: int
 
     def send(
@@ -121,27 +119,9 @@ def _sql_conf(db: Path, root: Path) -> str:
     return text
 
 
-def _start_lmtpd(cfg: Path, sock: Path, metrics_port: int, base: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailwarden",
-            "--config",
-            str(cfg),
-            "lmtpd",
-            "--listen",
-            f"unix:{sock}",
-            "--metrics",
-            f"127.0.0.1:{metrics_port}",
-        ],
-        env=env,
-        stdout=open(base / "lmtpd.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,  # noqa: SIM115
-    )
-    servers.wait_unix_socket(sock, time.monotonic() + 20)
-    return proc
+def _start_lmtpd(cfg: Path, sock: Path, metrics_port: int, base: Path) -> Daemon:
+    metrics = ["--metrics", f"127.0.0.1:{metrics_port}"]
+    return start_daemon("lmtpd", cfg, f"unix:{sock}", base / "lmtpd.log", args=metrics)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +187,7 @@ def stack() -> Iterator[Stack]:
     finally:
         postfix.stop()
         dovecot.stop()
-        lmtpd.send_signal(signal.SIGTERM)
-        lmtpd.wait(30)
+        lmtpd.stop(30)
         if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):
             shutil.rmtree(base, ignore_errors=True)
 
@@ -353,6 +332,5 @@ def test_pipe_unknown_recipient_bounces_with_5_1_1(stack: Stack) -> None:
 def test_lmtpd_stops_cleanly_on_sigterm(stack: Stack, tmp_path: Path) -> None:
     sock = stack.base / "second.sock"
     proc = _start_lmtpd(stack.cfg, sock, servers.free_port(), stack.base)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    assert proc.stop(30) == 0
     assert not sock.exists()

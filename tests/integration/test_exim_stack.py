@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ import pytest
 from tests import servers
 from tests.conftest import Cli
 from tests.contrib import CONTRIB, placeholders, render
+from tests.daemons import Daemon
 from tests.integration.test_policy_mta import Policyd
-from tests.integration.test_stack_spam import PW, fetch, start_lmtpd, stop_proc
+from tests.integration.test_stack_spam import PW, fetch, start_lmtpd
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def stack() -> Iterator[Stack]:
     url = f"sqlite:///{db}"
     clamd, spamd = servers.Clamd(base), servers.Spamd(base)
     started: list[servers._Server] = []
-    lmtpd: subprocess.Popen[bytes] | None = None
+    lmtpd: Daemon | None = None
     policyd: Policyd | None = None
     try:
         for server in (clamd, spamd):
@@ -124,7 +124,7 @@ def stack() -> Iterator[Stack]:
         for server in reversed(started):
             server.stop()
         if lmtpd is not None:
-            stop_proc(lmtpd)
+            lmtpd.stop()
         if policyd is not None:
             policyd.stop()
         if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):

@@ -18,8 +18,6 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,10 +30,10 @@ from miltertest.client import MilterConnection
 
 from tests import servers
 from tests.conftest import run_bin
+from tests.daemons import Daemon, start_daemon
 
 pytestmark = pytest.mark.integration
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
@@ -52,55 +50,29 @@ class MilterProcess:
     port: int = 0
     metrics_port: int = 0
     log: Path = field(default_factory=Path)
-    proc: subprocess.Popen[bytes] | None = None
+    daemon: Daemon | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(SRC), TMPDIR=str(self.tmpdir))
-        out = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailwarden.milter",
-                "--config",
-                str(self.config),
-                "--listen",
-                self.listen,
-                "--metrics",
-                f"127.0.0.1:{self.metrics_port}",
-            ],
-            stdout=out,
-            stderr=out,
-            env=env,
-            start_new_session=True,
+        self.daemon = start_daemon(
+            "milter",
+            self.config,
+            self.listen,
+            self.log,
+            args=["--metrics", f"127.0.0.1:{self.metrics_port}"],
+            env={"TMPDIR": str(self.tmpdir)},
+            timeout=timeout,
         )
-        out.close()
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"milter did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
-
-    def _ready(self) -> bool:
-        if self.listen.startswith("unix:"):
-            return servers.unix_socket_open(self.listen[5:])
-        return servers.port_open(self.port)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
+        if self.daemon is not None:
+            self.daemon.stop()
+        self.daemon = None
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.daemon is not None
+        return self.daemon.pid
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import smtplib
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, write_config
+from tests.daemons import start_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -38,27 +37,14 @@ class Policyd:
 
         self.port = free_port()
         self.metrics_port = free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.log = log
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailwarden.policyd",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--metrics",
-                f"127.0.0.1:{self.metrics_port}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("ab"),
+        self.daemon = start_daemon(
+            "policyd",
+            config,
+            f"127.0.0.1:{self.port}",
+            log,
+            args=["--metrics", f"127.0.0.1:{self.metrics_port}"],
         )
-        from tests.servers import wait_port
-
-        wait_port(self.port, time.monotonic() + 20)
 
     def metrics(self) -> str:
         import urllib.request
@@ -67,17 +53,11 @@ class Policyd:
             return str(r.read().decode())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.daemon.stop(10)
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.daemon.alive
 
 
 def start_policyd(base: Path, url: str, extra: str = "") -> tuple[Cli, Policyd]:

@@ -188,6 +188,30 @@ def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
     assert bare.stdout.strip() == "mailwarden setup: nothing to change", bare.stdout + bare.stderr
 
 
+def test_rerun_after_upgrade_migrates_and_keeps_existing_accounts(env: Env) -> None:
+    """A newer mailwarden (pending migrations) re-running setup: upgrade, add nothing twice."""
+    assert env.run(*env.args("--apply")).returncode == 0
+    from mailwarden.store import migrate
+    from mailwarden.store.db import Database
+
+    db = Database(f"sqlite:///{env.db}")
+    latest = migrate.status(db).latest
+    with db.transaction() as tx:  # pretend the last migration has not run yet
+        tx.execute("DELETE FROM schema_version WHERE version = ?", (latest,))
+        for stmt in migrate.available("sqlite")[-1].statements():
+            words = stmt.split()
+            if words[:2] == ["CREATE", "TABLE"]:
+                tx.execute(f"DROP TABLE {words[2]}")
+    db.close()
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"upgrade schema {latest - 1} -> {latest}" in r.stdout
+    assert "add domain" not in r.stdout and "add mailbox" not in r.stdout
+    db = Database(f"sqlite:///{env.db}")
+    assert migrate.status(db).pending == ()
+    db.close()
+
+
 def test_hand_edits_outside_markers_survive(env: Env) -> None:
     assert env.run(*env.args("--apply")).returncode == 0
     master = env.postfix.config_dir / "master.cf"

@@ -21,10 +21,7 @@ import email
 import imaplib
 import os
 import shutil
-import signal
 import smtplib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ import pytest
 from tests import servers
 from tests.conftest import Cli
 from tests.contrib import CONTRIB, main_cf_settings, placeholders, render, render_file
+from tests.daemons import Daemon, start_daemon
 from tests.integration.test_milter_protocol import MilterProcess, start_milter
 
 pytestmark = pytest.mark.integration
@@ -69,49 +67,13 @@ class Stack:
         return self.postfix
 
 
-def start_lmtpd(cfg: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mailwarden",
-                "--config",
-                str(cfg),
-                "lmtpd",
-                "--listen",
-                f"unix:{sock}",
-                "--metrics",
-                "",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 20
-    while not servers.unix_socket_open(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"lmtpd did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return proc
+def start_lmtpd(cfg: Path, sock: Path, log: Path) -> Daemon:
+    return start_daemon("lmtpd", cfg, f"unix:{sock}", log, args=["--metrics", ""])
 
 
 def set_threshold(cli: Cli, db: Path, address: str, threshold: int) -> None:
     """``spam set ADDRESS --threshold N --action folder`` through the CLI."""
     cli.ok("spam", "set", address, "--threshold", str(threshold), "--action", "folder")
-
-
-def stop_proc(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def postfix_settings(values: dict[str, str], milter_port: int, lmtp_sock: Path) -> dict[str, str]:
@@ -143,7 +105,7 @@ def stack() -> Iterator[Stack]:
     db = dbdir / "mail.sqlite"
     url = f"sqlite:///{db}"
     clamd, spamd = servers.Clamd(base), servers.Spamd(base)
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Daemon] = []
     milter: MilterProcess | None = None
     started: list[servers._Server] = []
     try:
@@ -194,7 +156,7 @@ def stack() -> Iterator[Stack]:
         for server in reversed(started):
             server.stop()
         for proc in procs:
-            stop_proc(proc)
+            proc.stop()
         if milter is not None:
             milter.stop()
         if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):

@@ -359,3 +359,15 @@ def test_file_recorder_never_raises(tmp_path: Path) -> None:
 )
 def test_dot_stuff(data: bytes, stuffed: bytes) -> None:
     assert pipe._dot_stuff(data) == stuffed
+
+
+def test_recorder_failure_keeps_the_outcome(env: Env) -> None:
+    """Metrics fail after the message is in new/: still 2.0.0 (a 4.3.0 would duplicate it)."""
+
+    class Broken(Recorder):
+        def record(self, *a: object, **k: object) -> None:
+            raise RuntimeError("metrics bug")
+
+    env.lda.recorder = Broken()
+    assert env.deliver() == "2.0.0"
+    assert len(env.new()) == 1

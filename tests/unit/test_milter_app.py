@@ -147,6 +147,23 @@ def test_unexpected_exception_is_451() -> None:
     assert m.spool is None
 
 
+def test_exception_before_the_scan_at_eom_is_451() -> None:
+    """Even reading the queue id is inside the one catch: 451 with our text, spool closed."""
+    scanner = Scanner(MilterSettings(), MilterMetrics.create(CollectorRegistry()))
+    m = ScanMilter(scanner)
+    ctx = FakeCtx()
+    m._setctx(ctx)
+    m.envfrom("<a@outside.test>")
+
+    def broken(name: str) -> str | None:
+        raise RuntimeError("libmilter went away")
+
+    ctx.getsymval = broken  # type: ignore[method-assign]
+    assert m.eom() == Milter.TEMPFAIL
+    assert ctx.calls == [("reply", "451", "4.3.0", "Temporary failure, try again later")]
+    assert m.spool is None
+
+
 def test_loop_at_eom_before_any_scan() -> None:
     hops = tuple(("Received", b"x") for _ in range(3))
     rc, ctx, clamd, *_ = run(headers=hops, max_received=2)

@@ -137,3 +137,45 @@ def test_bug_answers_4_3_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(server.engine, "evaluate", boom)
     (req,) = Decoder().feed(REQ)
     assert asyncio.run(server.answer(req)).startswith(b"action=DEFER_IF_PERMIT 4.3.0 ")
+
+
+def test_bug_after_deciding_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in accounting (metrics, log) or the clock must not lose the reply."""
+    server = _server(f"sqlite:///{tmp_path}/missing.db", tmp_path)
+
+    def boom(*_: object) -> None:
+        raise ZeroDivisionError
+
+    (req,) = Decoder().feed(REQ)
+    monkeypatch.setattr(server, "_account", boom)
+    assert asyncio.run(server.answer(req)).startswith(b"action=DEFER_IF_PERMIT 4.3.0 ")
+    monkeypatch.setattr(server.engine, "clock", boom)
+    assert asyncio.run(server.answer(req)).startswith(b"action=DEFER_IF_PERMIT 4.3.0 ")
+
+
+def test_bug_between_requests_answers_every_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new instance drops the old transaction; a bug there must not close the connection."""
+    server = _server(f"sqlite:///{tmp_path}/missing.db", tmp_path)
+
+    def boom(*_: object) -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(server.engine.transactions, "drop", boom)
+    two = REQ.replace(b"\n\n", b"\ninstance=1\n\n") + REQ.replace(b"\n\n", b"\ninstance=2\n\n")
+
+    async def session() -> bytes:
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(two)
+        writer.write_eof()
+        async with asyncio.timeout(10):
+            data = await reader.read()
+        writer.close()
+        srv.close()
+        return data
+
+    replies = asyncio.run(session()).split(b"\n\n")
+    assert [r[:28] for r in replies] == [b"action=DEFER_IF_PERMIT 4.3.0"] * 2 + [b""]

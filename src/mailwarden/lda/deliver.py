@@ -196,14 +196,17 @@ class Deliverer:
         seconds = time.monotonic() - started
         v = result.verdict
         outcome = result.outcome or outcome_of(v)
-        self.recorder.record(
-            outcome,
-            result.nbytes,
-            seconds,
-            junk=result.junk,
-            quota=outcome == "quota",
-            vacation=result.vacation,
-        )
+        try:  # the outcome is final: a metrics failure must not turn it into a retry
+            self.recorder.record(
+                outcome,
+                result.nbytes,
+                seconds,
+                junk=result.junk,
+                quota=outcome == "quota",
+                vacation=result.vacation,
+            )
+        except Exception:
+            log.exception("deliver rcpt=<%s>: recording metrics failed", recipient)
         orig = f" orig=<{original_recipient}>" if original_recipient else ""
         log.info(
             "deliver rcpt=<%s>%s from=<%s> dsn=%s outcome=%s ms=%d %s",

@@ -11,7 +11,11 @@ Protocol (aiosmtpd's ``LMTP`` class with our handler):
               what ``handle_DATA`` returns, so it returns the replies joined by CRLF);
               deliveries of one message run in parallel worker threads. The size limit
               is enforced here, per recipient (552 5.3.4), not by aiosmtpd, whose single
-              "552 too much data" would desynchronise an LMTP client.
+              "552 too much data" would desynchronise an LMTP client. An exception while
+              delivering to one recipient answers that recipient 451 4.3.0; the others
+              keep their own outcome.
+    errors    anything unexpected in a hook answers 451 4.3.0 (``handle_exception``),
+              never aiosmtpd's default "500 Error" (a bounce).
 
 Listening: unix sockets (mode ``--socket-mode``, default 0666 so Postfix's ``lmtp``
 client — user postfix — can connect; protect the directory instead) and/or TCP on
@@ -52,7 +56,7 @@ from mailwarden.lda.deliver import Deliverer, to_lf
 from mailwarden.lda.usage import WriteBehindUsage
 from mailwarden.metrics import LdaMetrics
 from mailwarden.store.db import Database
-from mailwarden.verdict import Verdict
+from mailwarden.verdict import Verdict, tempfail
 
 log = logging.getLogger("mailwarden.lmtpd")
 
@@ -152,7 +156,11 @@ class Handler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        verdict = await asyncio.to_thread(self.deliverer.check_recipient, address)
+        try:
+            verdict = await asyncio.to_thread(self.deliverer.check_recipient, address)
+        except Exception:
+            log.exception("rcpt=<%s>: unexpected error", address)
+            verdict = tempfail()
         if not verdict.ok:
             log.info("rcpt=<%s> refused dsn=%s %s", address, verdict.dsn, verdict.text)
             return encode(verdict, address)
@@ -171,14 +179,25 @@ class Handler:
         try:
             body = to_lf(data)
             sender = envelope.mail_from or ""
-            results = await asyncio.gather(
-                *(asyncio.to_thread(self.deliverer.deliver, sender, r, body) for r in rcpts)
-            )
+            results = await asyncio.gather(*(self._deliver_one(sender, r, body) for r in rcpts))
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self.idle.set()
         return "\r\n".join(encode(v, r) for v, r in zip(results, rcpts, strict=True))
+
+    async def _deliver_one(self, sender: str, rcpt: str, body: bytes) -> Verdict:
+        """One recipient's outcome; an exception is this recipient's 4.3.0 alone."""
+        try:
+            return await asyncio.to_thread(self.deliverer.deliver, sender, rcpt, body)
+        except Exception:
+            log.exception("deliver rcpt=<%s>: unexpected error", rcpt)
+            return tempfail()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's last resort for a hook that raised: temporary, never its 500."""
+        log.error("lmtpd: unexpected error", exc_info=error)
+        return f"451 4.3.0 {tempfail().text}"
 
 
 # Characters of a dot-atom (RFC 5321 Atom, plus the dots between atoms).

@@ -266,8 +266,8 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
     # --- end of message: the one round trip -------------------------------------------------
 
     def eom(self) -> int:
-        self.msg.queue_id = self.getsymval("i") or ""
         try:
+            self.msg.queue_id = self.getsymval("i") or ""
             if self.failed:
                 raise RuntimeError(self.failed)
             if self.spool is None:

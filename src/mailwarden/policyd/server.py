@@ -83,6 +83,8 @@ class PolicyServer:
             await self._serve(conn, reader, writer)
         except (ConnectionError, OSError) as exc:
             log.info("conn=%d closed by peer: %s", conn, exc)
+        except Exception:
+            log.exception("conn=%d closed: internal error", conn)
         finally:
             self.open -= 1
             self.metrics.connections.dec()
@@ -112,27 +114,40 @@ class PolicyServer:
                 return
             for req in requests:
                 if instance and req.instance != instance:
-                    self.engine.transactions.drop(instance)  # that transaction ended
+                    self._drop(instance)  # that transaction ended
                 instance = req.instance
                 writer.write(await self.answer(req))
             await writer.drain()
 
+    def _drop(self, instance: str) -> None:
+        try:
+            self.engine.transactions.drop(instance)
+        except Exception:
+            log.exception("transaction bookkeeping failed")
+
     async def answer(self, req: Request) -> bytes:
-        """Decide ``req`` and return the encoded reply; never raises."""
+        """Decide ``req`` and return the encoded reply; never raises (4.3.0 on a bug)."""
         started = time.perf_counter()
         decision = await self.decide(req)
         try:
             self.engine.apply(req, decision)
         except Exception:
             log.exception("transaction bookkeeping failed")
-        reply = encode(decision.verdict, req, permit=decision.permit)
-        elapsed = time.perf_counter() - started
-        self._account(req, decision, reply, elapsed)
+        try:
+            reply = encode(decision.verdict, req, permit=decision.permit)
+        except Exception:
+            log.exception("policy reply failed")
+            decision = Decision(tempfail("Policy service error, try again later"))
+            reply = encode(decision.verdict, req)
+        try:
+            self._account(req, decision, reply, time.perf_counter() - started)
+        except Exception:
+            log.exception("policy accounting failed")  # the reply still goes out
         return reply
 
     async def decide(self, req: Request) -> Decision:
-        now = int(self.engine.clock())
         try:
+            now = int(self.engine.clock())
             return self.engine.cache_pass(req, now)
         except NeedStore:
             pass

@@ -39,7 +39,8 @@ def plan(a: Answers, settings: Settings) -> list[Step]:
         steps = []
         if st.pending:
             steps.append(Step(f"upgrade schema {st.current} -> {st.latest}", ["db", "upgrade"]))
-            return steps + _accounts(a, None)
+        # Domains, mailboxes and aliases exist since schema 1: what is there already is
+        # never added twice, also when an upgrade is pending.
         with db.read() as tx:
             return steps + _accounts(a, tx)
     except MailwardenError:

@@ -68,8 +68,7 @@ def database(url: str) -> None:
 def _select_one(url: str) -> None:
     db = Database(url, connect_timeout=5.0)
     try:
-        with db.read() as tx:
-            tx.scalar("SELECT 1")
+        db.ping()
     except MailwardenError as exc:
         raise ConfigError(str(exc)) from None
     finally:

@@ -254,6 +254,11 @@ class Database:
         """A read-only transaction (consistent snapshot, takes no write lock in SQLite)."""
         return self.transaction(write=False)
 
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``): raises ``StoreError`` when the store is not usable."""
+        with self.read() as tx:
+            tx.scalar("SELECT 1")
+
     def close(self) -> None:
         self._discard()
 
