@@ -371,3 +371,17 @@ def test_recorder_failure_keeps_the_outcome(env: Env) -> None:
     env.lda.recorder = Broken()
     assert env.deliver() == "2.0.0"
     assert len(env.new()) == 1
+
+
+def test_maildirsize_failure_after_delivery_is_not_a_retry(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message is in new/: a failing maildirsize append must not answer 4xx (dupes)."""
+    from mailwarden.lda import quota as quota_mod
+
+    def broken(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(quota_mod, "append", broken)
+    assert env.deliver() == "2.0.0"
+    assert len(env.new()) == 1

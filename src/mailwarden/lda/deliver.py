@@ -280,7 +280,7 @@ class Deliverer:
                         return _Result(Verdict(v.dsn, f"<{rcpt.address}> {v.text}"))
                     folder = box.folder(self.settings.mail.junk_folder) if junk else ""
                     box.deliver(message, self.names, folder)
-                    quota.append(box, size)
+                    self._count_in_maildirsize(rcpt, box, size)
             except OSError as exc:
                 raise MaildirError(os_verdict(exc, box.path)) from exc
             after = Usage(
@@ -291,6 +291,23 @@ class Deliverer:
         return _Result(
             Verdict("2.0.0", text), outcome="junk" if junk else "delivered", nbytes=size, junk=junk
         )
+
+    @staticmethod
+    def _count_in_maildirsize(rcpt: store.Recipient, box: Maildir, size: int) -> None:
+        """Append to maildirsize; the message is already delivered, so never fail now.
+
+        Answering 4xx here would make the MTA deliver the message a second time. A missed
+        line only under-counts until the next recalculation (Maildir++ rules).
+        """
+        try:
+            quota.append(box, size)
+        except OSError as exc:
+            log.error(
+                "deliver rcpt=<%s>: delivered, but maildirsize not updated (%s); "
+                "it is recalculated later",
+                rcpt.address,
+                exc.strerror or exc,
+            )
 
     def _after_delivery(self, rcpt: store.Recipient, box: Maildir, usage: Usage) -> None:
         """Keep ``quota_usage`` current and warn at thresholds; never fails the delivery."""
