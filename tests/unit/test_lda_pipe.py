@@ -149,3 +149,16 @@ def test_handover_path_imports_nothing_heavy(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert out.split(None, 1) == ["0", "[]\n"]
+
+
+def test_missing_config_defers_with_one_line(tmp_path: Path) -> None:
+    """An operator's mistake: exit 75 (the mail waits), a clear DSN, no traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    missing = tmp_path / "absent.toml"
+    rc = pipe.main(
+        ["-c", str(missing), "-f", "s@x.test", "-d", "r@x.test"], io.BytesIO(b"x\n"), out, err
+    )
+    assert rc == 75
+    assert out.getvalue().startswith("4.3.5 mailwarden-lda misconfigured:")
+    assert str(missing) in out.getvalue()
+    assert "Traceback" not in err.getvalue()

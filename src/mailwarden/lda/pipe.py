@@ -41,6 +41,8 @@ import _socket
 import os
 import sys
 
+from mailwarden.errors import ConfigError  # tiny module: no imports of its own
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO, TextIO
@@ -393,6 +395,9 @@ def main(
         dsn, text = _deliver(args, dict(os.environ if environ is None else environ), data, held)
     except _Usage as exc:
         held.append(f"usage error: {exc}")
+        dsn, text = "4.3.5", f"mailwarden-lda misconfigured: {exc}"
+    except ConfigError as exc:  # an operator's mistake: one line, no traceback, retry later
+        held.append(f"configuration error: {exc}")
         dsn, text = "4.3.5", f"mailwarden-lda misconfigured: {exc}"
     except BaseException as exc:  # noqa: BLE001 - everything unexpected must exit 75
         import traceback
