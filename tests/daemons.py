@@ -110,3 +110,17 @@ def start_daemon(
             raise RuntimeError(f"{kind} did not start on {listen}:\n{daemon.log_tail()}")
         time.sleep(0.05)
     return daemon
+
+
+def mail_dirs(base: Path) -> tuple[Path, Path, str]:
+    """A vmail-owned mail root and database directory under ``base``.
+
+    Returns (mail root, SQLite file path, its database URL): the layout the full-stack
+    tests share (Dovecot, lmtpd and the pipe LDA all reach both as the mail user).
+    """
+    root, dbdir = base / "vmail", base / "db"
+    for d in (root, dbdir):
+        d.mkdir()
+        os.chown(d, servers.VMAIL_UID, servers.VMAIL_GID)
+    db = dbdir / "mail.sqlite"
+    return root, db, f"sqlite:///{db}"

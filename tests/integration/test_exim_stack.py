@@ -28,7 +28,7 @@ import pytest
 from tests import servers
 from tests.conftest import Cli
 from tests.contrib import CONTRIB, placeholders, render
-from tests.daemons import Daemon
+from tests.daemons import Daemon, mail_dirs
 from tests.integration.test_policy_mta import Policyd
 from tests.integration.test_stack_spam import PW, fetch, start_lmtpd
 
@@ -75,12 +75,7 @@ def stack() -> Iterator[Stack]:
     if missing or not servers.Exim.binary().is_file():
         pytest.skip("cannot run real servers: " + "; ".join(missing or ["no exim"]))
     base = servers.make_workdir("mw-exim-stack-")
-    root, dbdir = base / "vmail", base / "db"
-    for d in (root, dbdir):
-        d.mkdir()
-        os.chown(d, servers.VMAIL_UID, servers.VMAIL_GID)
-    db = dbdir / "mail.sqlite"
-    url = f"sqlite:///{db}"
+    root, db, url = mail_dirs(base)
     clamd, spamd = servers.Clamd(base), servers.Spamd(base)
     started: list[servers._Server] = []
     lmtpd: Daemon | None = None
@@ -103,9 +98,9 @@ def stack() -> Iterator[Stack]:
             cli.ok("user", "add", "--password-stdin", user, stdin=PW + "\n")
         cli.ok("alias", "add", "info@example.test", ALICE)
         cli.ok("spam", "set", ALICE, "--threshold", "5", "--action", "folder")
-        for path in (db, *dbdir.iterdir()):
+        for path in (db, *db.parent.iterdir()):
             os.chmod(path, 0o666)  # Exim (Debian-exim) and dovecot's auth worker read it
-        os.chmod(dbdir, 0o777)
+        os.chmod(db.parent, 0o777)
 
         policyd = Policyd(cfg, base / "policyd.log")
         sock = base / "lmtp.sock"

@@ -34,7 +34,7 @@ import pytest
 from tests import servers
 from tests.conftest import Cli
 from tests.contrib import CONTRIB, main_cf_settings, placeholders, render, render_file
-from tests.daemons import Daemon, start_daemon
+from tests.daemons import Daemon, mail_dirs, start_daemon
 from tests.integration.test_milter_protocol import MilterProcess, start_milter
 
 pytestmark = pytest.mark.integration
@@ -98,12 +98,7 @@ def stack() -> Iterator[Stack]:
     if missing:
         pytest.skip("cannot run real servers: " + "; ".join(missing))
     base = servers.make_workdir("mw-stack-spam-")
-    root, dbdir = base / "vmail", base / "db"
-    for d in (root, dbdir):
-        d.mkdir()
-        os.chown(d, servers.VMAIL_UID, servers.VMAIL_GID)
-    db = dbdir / "mail.sqlite"
-    url = f"sqlite:///{db}"
+    root, db, url = mail_dirs(base)
     clamd, spamd = servers.Clamd(base), servers.Spamd(base)
     procs: list[Daemon] = []
     milter: MilterProcess | None = None
@@ -124,9 +119,9 @@ def stack() -> Iterator[Stack]:
             cli.ok("user", "add", "--password-stdin", user, stdin=PW + "\n")
         cli.ok("spam", "set", ALICE, "--threshold", "5", "--action", "folder")
         set_threshold(cli, db, BOB, 2000)
-        for path in (db, *dbdir.iterdir()):
+        for path in (db, *db.parent.iterdir()):
             os.chmod(path, 0o666)  # proxymap (postfix) and dovecot's auth worker read it
-        os.chmod(dbdir, 0o777)
+        os.chmod(db.parent, 0o777)
 
         milter = start_milter(
             base, "milter", url, clamd=f"unix:{clamd.socket}", spamd=f"127.0.0.1:{spamd.port}"

@@ -153,7 +153,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     name = address.normalize_domain(args.domain) if args.domain else None
     with ctx.db().read() as tx:
-        domain_id = domains.require(tx, name).id if name else None
+        domain_id = domains.filter_id(tx, name)
         rows = mailboxes.list_all(tx, domain_id)
     if not ctx.json:
         for row in rows:

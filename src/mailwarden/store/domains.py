@@ -106,6 +106,11 @@ def require(tx: Tx, name: str) -> Domain:
     return domain
 
 
+def filter_id(tx: Tx, name: str | None) -> int | None:
+    """The id of an optional ``--domain`` filter (already normalised); None = all."""
+    return require(tx, name).id if name else None
+
+
 def require_local(tx: Tx, name: str, what: str) -> Domain:
     """The local domain ``name``; ``what`` ("user", "alias") words the refusal."""
     domain = require(tx, name)
