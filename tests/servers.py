@@ -812,6 +812,38 @@ service lmtp {{
 
 # --------------------------------------------------------------------------- Postfix
 
+
+def _without_mailwarden_block(text: str) -> str:
+    """text minus any ``# BEGIN mailwarden`` .. ``# END mailwarden`` block."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# BEGIN mailwarden"):
+            inside = True
+        elif line.startswith("# END mailwarden"):
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def stock_master_cf(dest: Path) -> None:
+    """Copy /etc/postfix/master.cf to dest as the package ships it: without the block
+    a ``mailwarden setup --apply`` (the quickstart) may have added on this machine."""
+    dest.write_text(_without_mailwarden_block(Path("/etc/postfix/master.cf").read_text()))
+
+
+def stock_dovecot_dir(dest: Path) -> None:
+    """Copy /etc/dovecot to dest without the files ``mailwarden setup`` writes there,
+    so tests that run setup against the copy see the machine's stock configuration."""
+    shutil.copytree(
+        "/etc/dovecot",
+        dest,
+        symlinks=True,
+        ignore=lambda _dir, names: [n for n in names if "mailwarden" in n],
+    )
+
+
 _ETC_MAIN_CF = Path("/etc/postfix/main.cf")
 _MAIN_CF_MARKER = (
     "# Written by mailwarden tests/servers.py so that non-root 'sendmail -C DIR' (postdrop)\n"
@@ -871,7 +903,7 @@ class Postfix(_Server):
         _chown(self.data_dir, "postfix")
         self.smtp_port = free_port()
         (self.config_dir / "main.cf").write_text(self._main_cf())
-        shutil.copy("/etc/postfix/master.cf", self.config_dir / "master.cf")
+        stock_master_cf(self.config_dir / "master.cf")
         _cool_down(self.config_dir / "main.cf")
         _cool_down(self.config_dir / "master.cf")
         self.postconf("-F", "*/*/chroot = n")  # Debian chroots smtpd etc. into the queue dir

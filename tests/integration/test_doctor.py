@@ -27,6 +27,7 @@ from tests.servers import (
     free_port,
     make_workdir,
     missing_requirements,
+    stock_dovecot_dir,
 )
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ def stack() -> Iterator[Stack]:
         (base / "var").mkdir(mode=0o755)
         (base / "vmail").mkdir(mode=0o755)  # tests.servers.Dovecot wants it traversable
         dovecot_etc = base / "dovecot-etc"
-        shutil.copytree("/etc/dovecot", dovecot_etc, symlinks=True)
+        stock_dovecot_dir(dovecot_etc)
         config = base / "etc" / "mailwarden.toml"
         metrics = free_port()
         r = mw(

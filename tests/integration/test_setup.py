@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Postfix, free_port, make_workdir, missing_requirements
+from tests.servers import (
+    Postfix,
+    free_port,
+    make_workdir,
+    missing_requirements,
+    stock_dovecot_dir,
+)
 
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -102,7 +108,7 @@ def env() -> Iterator[Env]:
     postfix = Postfix(base)
     postfix.start()
     dovecot_dir = base / "dovecot"
-    shutil.copytree("/etc/dovecot", dovecot_dir, symlinks=True)
+    stock_dovecot_dir(dovecot_dir)
     (base / "var").mkdir()
     e = Env(
         base,
