@@ -96,6 +96,21 @@ CF
   fi
   # No syslog on minimal machines: postlogd writes the mail log itself.
   postconf -e 'maillog_file = /var/log/mail.log'
+  postfix_certificate
+}
+
+postfix_certificate() {
+  # SMTP AUTH is offered only after STARTTLS (contrib/postfix/main.cf.sasl): without a
+  # certificate mail clients could not log in. A self-signed one until a real one is set.
+  [ -n "$(postconf -h smtpd_tls_cert_file)" ] && return 0
+  local dir=/etc/postfix/mailwarden-tls
+  say "Postfix has no TLS certificate: creating a self-signed one for mx.$DOMAIN"
+  install -d -m 0700 "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.$DOMAIN" \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+  chmod 0600 "$dir/key.pem"
+  postconf -e "smtpd_tls_cert_file = $dir/cert.pem" "smtpd_tls_key_file = $dir/key.pem" \
+    'smtpd_tls_security_level = may'
 }
 
 run_setup() {

@@ -53,6 +53,7 @@ def placeholders(
     gid: int = 5000,
     dovecot_dir: Path | str = "/etc/dovecot",
     postfix_dir: Path | str = "/etc/postfix/mailwarden",
+    sasl_socket: Path | str = "/var/spool/postfix/private/auth",
 ) -> dict[str, str]:
     """Values of every placeholder, exactly as ``mailwarden setup`` computes them."""
     return setup_render.placeholders(
@@ -62,6 +63,7 @@ def placeholders(
         gid=gid,
         dovecot_dir=str(dovecot_dir),
         postfix_dir=str(postfix_dir),
+        sasl_socket=str(sasl_socket),
     )
 
 

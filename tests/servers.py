@@ -813,6 +813,20 @@ service lmtp {{
 # --------------------------------------------------------------------------- Postfix
 
 
+def self_signed_cert(directory: Path, name: str = "mx.example.test") -> tuple[Path, Path]:
+    """A throw-away certificate and key (openssl) for STARTTLS in a test Postfix."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return cert, key
+
+
 def _without_mailwarden_block(text: str) -> str:
     """text minus any ``# BEGIN mailwarden`` .. ``# END mailwarden`` block."""
     out: list[str] = []

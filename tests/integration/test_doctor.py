@@ -27,6 +27,7 @@ from tests.servers import (
     free_port,
     make_workdir,
     missing_requirements,
+    self_signed_cert,
     stock_dovecot_dir,
 )
 
@@ -100,7 +101,17 @@ def stack() -> Iterator[Stack]:
     started: list[object] = []
     serve = None
     try:
-        clamd, spamd, postfix = Clamd(base), Spamd(base), Postfix(base)
+        cert, key = self_signed_cert(base / "tls")
+        tls = {
+            "smtpd_tls_cert_file": str(cert),
+            "smtpd_tls_key_file": str(key),
+            "smtpd_tls_security_level": "may",
+            # the SMTP AUTH check relays to a foreign domain at RCPT (nothing is sent);
+            # the test instance's error: transports would refuse that RCPT themselves
+            "default_transport": "discard:doctor test",
+            "relay_transport": "discard:doctor test",
+        }
+        clamd, spamd, postfix = Clamd(base), Spamd(base), Postfix(base, main_cf_extra=tls)
         for server in (clamd, spamd, postfix):
             server.start()
             started.append(server)
@@ -143,7 +154,9 @@ def stack() -> Iterator[Stack]:
         )
         assert r.returncode == 0, r.stdout + r.stderr
         sql = (dovecot_etc / "dovecot-mailwarden-sql.conf.ext").read_text()
-        dovecot = Dovecot(base, sql, base / "vmail")
+        # setup wrote the SASL listener for this Postfix's queue directory
+        sasl = (dovecot_etc / "conf.d/11-mailwarden-sasl.conf").read_text()
+        dovecot = Dovecot(base, sql, base / "vmail", extra_conf=sasl)
         dovecot.start()
         started.append(dovecot)
         log = base / "serve.log"
@@ -179,7 +192,7 @@ def test_doctor_all_passed(stack: Stack) -> None:
     r = stack.doctor()
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr + stack.postfix.log_tail()
-    assert r.stdout.strip().endswith("12 passed, 0 failed"), r.stdout
+    assert r.stdout.strip().endswith("13 passed, 0 failed"), r.stdout
     assert "ok    EICAR virus refused" in r.stdout
     # the test mailboxes are gone again
     listing = mw("--config", str(stack.config), "user", "list")

@@ -171,6 +171,19 @@ def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
         check=False,
     )
     assert check.returncode == 0 and check.stdout.strip() == "maildir:~/", check.stderr
+    # SMTP AUTH: Postfix asks Dovecot over private/auth below *this* Postfix's queue
+    # directory, and Dovecot merges the block with the stock service auth listeners.
+    assert env.postconf("smtpd_sasl_type") == "dovecot"
+    assert env.postconf("smtpd_sasl_path") == "private/auth"
+    conf = subprocess.run(
+        ["doveconf", "-c", str(env.dovecot_dir / "dovecot.conf"), "service/auth"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert conf.returncode == 0, conf.stderr
+    assert f"unix_listener {env.postfix.queue_dir}/private/auth" in conf.stdout, conf.stdout
+    assert "unix_listener auth-userdb" in conf.stdout, conf.stdout
     assert env.mail_root.is_dir() and env.mail_root.stat().st_uid == 5000
     listing = env.run("--config", str(env.config), "alias", "list")
     assert "postmaster@example.org" in listing.stdout

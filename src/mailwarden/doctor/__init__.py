@@ -7,7 +7,9 @@ configuration; the database and its schema; Postfix's wiring (milter, policy ser
 transport, ``postmap -q`` answering for a test account); Dovecot authenticating the test
 account (``doveadm auth test``); a message sent over SMTP read back over IMAP and POP3;
 EICAR refused; GTUBE tagged and filed into the Junk folder; an unauthenticated relay
-refused; an over-quota test mailbox refused at RCPT; the metrics endpoint.
+refused; SMTP AUTH after STARTTLS letting the test account relay with its own address
+and refusing another (send-as, RCPT only, nothing sent); an over-quota test mailbox
+refused at RCPT; the metrics endpoint.
 
 Every check has a timeout. The test mailboxes (random names in the first local domain)
 and their Maildirs are removed in a ``finally``, whatever happened.

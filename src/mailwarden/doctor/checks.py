@@ -8,6 +8,7 @@ import glob
 import os
 import secrets
 import shutil
+import smtplib
 import socket
 import subprocess
 import sys
@@ -288,6 +289,32 @@ def check_relay(p: Probe) -> str:
     raise Failed("OPEN RELAY: mail to a foreign domain was accepted without authentication")
 
 
+def check_auth(p: Probe) -> str:
+    """SMTP AUTH (Dovecot SASL) after STARTTLS: the login may relay, with its own address
+    only (send-as). RCPT only, nothing is sent."""
+    u = p.user
+    rcpt = f"auth-test-{p.token}@mailwarden-doctor.invalid"
+    other = f"not-{p.token}@{u.address.rpartition('@')[2]}"
+    try:
+        own, foreign = mail.auth_rcpt(
+            p.opts.smtp,
+            u.address,
+            u.password,
+            senders=[u.address, other],
+            rcpt=rcpt,
+            timeout=p.opts.timeout,
+        )
+    except mail.Refused as exc:
+        raise Failed(str(exc)[:120]) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise Failed(f"SMTP AUTH at {p.opts.smtp}: {exc}") from None
+    if own[0] != 250:
+        raise Failed(f"authenticated relay answered {own[0]} {own[1][:60]} (expected 250)")
+    if foreign[0] != 553:
+        raise Failed(f"MAIL FROM another address answered {foreign[0]} (expected 553 send-as)")
+    return "login after STARTTLS relays; another MAIL FROM gets 553"
+
+
 def check_quota(p: Probe) -> str:
     if len(p.accounts) < 2:
         raise Failed("skipped: no over-quota test mailbox")
@@ -348,6 +375,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("EICAR virus refused", check_eicar),
     ("GTUBE spam tagged and filed", check_gtube),
     ("unauthenticated relay refused", check_relay),
+    ("SMTP AUTH: login relays, send-as enforced", check_auth),
     ("over-quota mailbox refused at RCPT", check_quota),
     ("metrics endpoint answers", check_metrics),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import imaplib
 import poplib
 import smtplib
+import ssl
 import time
 from email.message import EmailMessage
 
@@ -16,7 +17,7 @@ class Refused(Exception):
     """The server answered a 4xx/5xx; ``code`` and ``text`` say which."""
 
     def __init__(self, stage: str, code: int, text: str) -> None:
-        super().__init__(f"{stage}: {code} {text}")
+        super().__init__(f"{stage}: {code} {text}" if code else f"{stage}: {text}")
         self.code = code
         self.text = text
 
@@ -52,6 +53,42 @@ def send(server: str, sender: str, rcpt: str, data: bytes, timeout: float, *, si
         if code >= 400:
             raise Refused("DATA", code, text.decode(errors="replace"))
         return text.decode(errors="replace")
+
+
+def auth_rcpt(
+    server: str, user: str, password: str, *, senders: list[str], rcpt: str, timeout: float
+) -> list[tuple[int, str]]:
+    """STARTTLS, AUTH as user, then for each sender MAIL + RCPT rcpt + RSET: the RCPT
+    replies. Nothing is sent. Refused names the stage when STARTTLS or AUTH fails."""
+    host, port = split(server)
+    # A doctor talks to its own Postfix on loopback, often with a self-signed
+    # certificate: the check is that TLS and AUTH work, not who signed the certificate.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP(host, port, timeout=timeout, local_hostname="doctor.mailwarden.invalid") as s:
+        s.ehlo()
+        if not s.has_extn("starttls"):
+            raise Refused("STARTTLS", 0, "not offered (smtpd_tls_cert_file/smtpd_tls_key_file?)")
+        s.starttls(context=context)
+        s.ehlo()
+        if not s.has_extn("auth"):
+            raise Refused("AUTH", 0, "not offered after STARTTLS (smtpd_sasl_auth_enable?)")
+        try:
+            s.login(user, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            error = exc.smtp_error
+            why = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+            raise Refused("AUTH", exc.smtp_code, why) from None
+        replies = []
+        for sender in senders:
+            code, text = s.mail(sender)
+            if code >= 400:
+                raise Refused("MAIL", code, text.decode(errors="replace"))
+            code, text = s.rcpt(rcpt)
+            replies.append((code, text.decode(errors="replace")))
+            s.rset()
+        return replies
 
 
 def imap_find(

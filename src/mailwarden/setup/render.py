@@ -53,8 +53,10 @@ def placeholders(
     gid: int,
     dovecot_dir: str,
     postfix_dir: str,
+    sasl_socket: str = "/var/spool/postfix/private/auth",
 ) -> dict[str, str]:
-    """Values of every placeholder for one database URL and mail root."""
+    """Values of every placeholder for one database URL and mail root; ``sasl_socket``
+    is Postfix's ``queue_directory`` + ``/private/auth`` (Dovecot's SASL listener)."""
     db = parse_url(url)
     socket = db.dialect == "mysql" and bool(db.unix_socket)
     return {
@@ -72,6 +74,7 @@ def placeholders(
         "@DB_DIALECT@": db.dialect,
         "@DOVECOT_DIR@": dovecot_dir.rstrip("/"),
         "@POSTFIX_DIR@": postfix_dir.rstrip("/"),
+        "@SASL_SOCKET@": sasl_socket,
         "@TCP@": "#" if socket else "",
         "@SOCKET@": "" if socket else "#",
         "@SQLITE@": "" if db.dialect == "sqlite" else "#",

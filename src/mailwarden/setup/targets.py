@@ -32,7 +32,16 @@ def values(a: Answers) -> dict[str, str]:
         gid=a.mail_gid,
         dovecot_dir=a.dovecot_dir,
         postfix_dir=str(Path(a.postfix_dir) / "mailwarden"),
+        sasl_socket=str(Path(queue_directory(a.postfix_dir)) / "private" / "auth"),
     )
+
+
+def queue_directory(postfix_dir: str) -> str:
+    """Postfix's ``queue_directory`` for that config directory (Dovecot puts the SASL
+    socket below it); the Debian default when there is no main.cf yet."""
+    if not (Path(postfix_dir) / "main.cf").exists() or not shutil.which("postconf"):
+        return "/var/spool/postfix"
+    return _postconf(postfix_dir, "-h", "queue_directory").strip() or "/var/spool/postfix"
 
 
 def postfix_address(spec: str, *, milter: bool = False) -> str:
@@ -53,6 +62,7 @@ def main_cf(a: Answers, contrib: Path) -> dict[str, str]:
     policy = (contrib / "postfix/main.cf.policy").read_text()
     policy = policy.replace("inet:127.0.0.1:10040", postfix_address(a.policy_listen))
     wanted.update(main_cf_settings(policy))
+    wanted.update(main_cf_settings((contrib / "postfix/main.cf.sasl").read_text()))
     lda = main_cf_settings((contrib / "postfix/main.cf.lda").read_text())
     lda["virtual_transport"] = "lmtp:" + postfix_address(a.lmtp_listen)
     wanted.update(lda)
@@ -112,10 +122,12 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
         (contrib / f"dovecot/dovecot-dict-mailwarden.conf.ext.{dialect}").read_text(), v
     )
     clone = render((contrib / "dovecot/91-mailwarden-quota-clone.conf").read_text(), v)
+    sasl = render((contrib / "dovecot/11-mailwarden-sasl.conf").read_text(), v)
     return {
         d / SQL_FILE: (sql, False),
         d / DICT_FILE: (dict_map, False),
         d / "conf.d/10-mailwarden-auth.conf": (auth, True),
+        d / "conf.d/11-mailwarden-sasl.conf": (sasl, True),
         d / "conf.d/90-mailwarden-quota.conf": (quota, True),
         d / "conf.d/91-mailwarden-quota-clone.conf": (clone, True),
     }
