@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import smtplib
+import ssl
 import subprocess
 import sys
 import time
@@ -210,3 +212,63 @@ def test_doctor_names_stopped_clamd(stack: Stack) -> None:
     line = next(ln for ln in r.stdout.splitlines() if "EICAR" in ln)
     assert line.startswith("FAIL") and "clamd" in line and "not answering" in line, r.stdout
     assert re.search(r"^\d+ passed, [1-9]\d* failed$", r.stdout, re.M)
+
+
+EICAR_BODY = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR" + b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n"
+
+
+def _auth_session(stack: Stack, user: str, password: str) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", stack.postfix.smtp_port, timeout=60)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    s.starttls(context=context)
+    s.login(user, password)
+    return s
+
+
+def _send(s: smtplib.SMTP, sender: str, rcpt: str, body: bytes) -> tuple[str, int, str]:
+    """(stage, code, text) of the first refusal, or ("DATA", 250, ...)."""
+    code, text = s.mail(sender)
+    if code != 250:
+        return "MAIL", code, text.decode(errors="replace")
+    code, text = s.rcpt(rcpt)
+    if code != 250:
+        s.rset()
+        return "RCPT", code, text.decode(errors="replace")
+    code, text = s.data(b"Subject: rate test\r\n\r\n" + body)
+    return "DATA", code, text.decode(errors="replace")
+
+
+def test_mail_the_milter_refuses_does_not_count_against_the_rate_limit(stack: Stack) -> None:
+    """policyd counts at END-OF-MESSAGE, which Postfix evaluates before it asks the milter;
+    a virus the milter then refuses is taken back out, so the sender's limit of one
+    message per hour is still there for the clean message afterwards."""
+    user, password = "ratelimited@example.test", "rate limit pw"
+    add = subprocess.run(
+        [sys.executable, "-m", "mailwarden", "--config", str(stack.config), "user", "add", user]
+        + ["--password-stdin"],
+        input=password,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert add.returncode == 0, add.stderr
+    limit = mw(
+        "--config", str(stack.config), "ratelimit", "set", user, "--per", "hour", "--messages", "1"
+    )
+    assert limit.returncode == 0, limit.stderr
+    time.sleep(6)  # policyd caches the limit rows for cache_ttl (5 s)
+    s = _auth_session(stack, user, password)
+    try:
+        for _ in range(2):
+            stage, code, text = _send(s, user, "postmaster@example.test", EICAR_BODY)
+            assert (stage, code) == ("DATA", 554) and "Virus" in text, (stage, code, text)
+        stage, code, text = _send(s, user, "postmaster@example.test", b"clean\r\n")
+        assert (stage, code) == ("DATA", 250), (stage, code, text)
+        stage, code, text = _send(s, user, "postmaster@example.test", b"clean again\r\n")
+        assert (stage, code) == ("RCPT", 450) and "4.7.1" in text, (stage, code, text)
+    finally:
+        s.close()

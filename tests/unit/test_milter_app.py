@@ -83,7 +83,7 @@ def run(
 ) -> tuple[int, FakeCtx, FakeClamd, FakeSpamd, ScanMilter]:
     s = dataclasses.replace(MilterSettings(spool_threshold=100), **settings)
     clamd, spamd = FakeClamd(av), FakeSpamd(spam)
-    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, spamd)  # type: ignore[arg-type]
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd=clamd, spamd=spamd)  # type: ignore[arg-type]
     m = ScanMilter(scanner)
     ctx = FakeCtx({"{auth_authen}": auth} if auth else {})
     m._setctx(ctx)
@@ -175,7 +175,7 @@ def test_failure_in_a_no_reply_callback_is_451_at_eom() -> None:
     """header/body cannot answer (no reply negotiated): their error is answered at eom."""
     s = MilterSettings(spool_threshold=100)
     clamd = FakeClamd(sv.AvResult(sv.CLEAN))
-    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, None)  # type: ignore[arg-type]
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd=clamd)  # type: ignore[arg-type]
     m = ScanMilter(scanner)
     ctx = FakeCtx()
     m._setctx(ctx)
@@ -208,7 +208,7 @@ def test_noreply_negotiation() -> None:
 def test_empty_body_still_has_the_blank_line() -> None:
     s = MilterSettings(spool_threshold=100)
     clamd = FakeClamd(sv.AvResult(sv.CLEAN))
-    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd, None)  # type: ignore[arg-type]
+    scanner = Scanner(s, MilterMetrics.create(CollectorRegistry()), None, clamd=clamd)  # type: ignore[arg-type]
     m = ScanMilter(scanner)
     m._setctx(FakeCtx())
     m.envfrom("<a@outside.test>")

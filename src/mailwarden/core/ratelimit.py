@@ -3,7 +3,9 @@
 Who calls it: the policy daemon. At RCPT it asks ``decide`` whether one more recipient
 (and, for the first recipient, one more message) still fits; at END-OF-MESSAGE, for mail
 that was accepted, it adds one message and ``recipient_count`` recipients to every
-counter that a limit applies to (``store.ratelimit.add_usage``).
+counter that a limit applies to (``store.ratelimit.add_usage``). The milter, which
+Postfix asks only after END-OF-MESSAGE, takes the same message back out of the same
+counters (``applicable`` + ``store.ratelimit.refund``) when it rejects or defers it.
 
 Which limits apply (``select``):
     login   the limit of the mailbox itself, else its domain's limit (the domain row is a
@@ -69,6 +71,27 @@ def select(
             if want is not None and row_scope == want and period in PERIODS:
                 found[period] = (messages, recipients)
     return found
+
+
+def applicable(
+    rows: Iterable[tuple[str, str, int, int]], login: str, client_ip: str
+) -> list[Limit]:
+    """The limits one message counts against: the login's (its own rows, else its
+    domain's, counted under ``login:<address>``) and the most specific client network's
+    (counted under ``client:<ip>``). ``login`` is normalised (lower case) or ""; rows are
+    (scope, period, max_messages, max_recipients). Unlimited ones are left out."""
+    rows = tuple(rows)
+    out: list[Limit] = []
+    if login:
+        fallback = login.rpartition("@")[2] or None
+        for period, (m, r) in sorted(select(rows, login, fallback).items()):
+            out.append(Limit(f"login:{login}", period, m, r))
+    scope = client_scope((row[0] for row in rows), client_ip)
+    client = relaynet.parse_client(client_ip)
+    if scope is not None and client is not None:
+        for period, (m, r) in sorted(select(rows, scope, None).items()):
+            out.append(Limit(f"{CLIENT_PREFIX}{client}", period, m, r))
+    return [lim for lim in out if lim.max_messages > 0 or lim.max_recipients > 0]
 
 
 def decide(

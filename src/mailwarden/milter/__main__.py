@@ -37,6 +37,7 @@ from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import MilterMetrics
 from mailwarden.milter.app import FLAGS, ScanMilter, Scanner
 from mailwarden.milter.clamav import ClamdClient
+from mailwarden.milter.ratelimit import RateRefund
 from mailwarden.milter.spamassassin import SpamdClient
 from mailwarden.store.db import Database
 
@@ -94,7 +95,12 @@ def build_scanner(settings: Settings, metrics: MilterMetrics) -> Scanner:
         db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
     except MailwardenError as exc:
         log.warning("milter: no database (%s): allow lists and traffic off", exc)
-    return Scanner(s, metrics, db=db, clamd=clamd, spamd=spamd)
+    # policyd counts at END-OF-MESSAGE, before Postfix asks the milter: what we refuse
+    # is taken back out (milter.ratelimit), when policyd's rate limits are in use.
+    rates = None
+    if db is not None and "ratelimit" in settings.policy.checks:
+        rates = RateRefund(db, settings.mail.recipient_delimiter)
+    return Scanner(s, metrics, db=db, clamd=clamd, spamd=spamd, rates=rates)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,7 @@ from mailwarden.core import scanverdict
 from mailwarden.core.scanverdict import AvResult, Outcome, SpamResult
 from mailwarden.metrics import MilterMetrics
 from mailwarden.milter.clamav import ClamdClient
+from mailwarden.milter.ratelimit import RateRefund
 from mailwarden.milter.spamassassin import SpamdClient
 from mailwarden.milter.spool import Spool
 from mailwarden.milter.traffic import TrafficRecorder
@@ -67,6 +68,7 @@ class Message:
 
     sender: str = ""
     authenticated: bool = False
+    login: str = ""  # {auth_authen}
     client_ip: str = ""
     recipients: list[str] = field(default_factory=list)
     received: int = 0
@@ -92,14 +94,17 @@ class Scanner:
         settings: MilterSettings,
         metrics: MilterMetrics,
         db: Database | None = None,
+        *,
         clamd: ClamdClient | None = None,
         spamd: SpamdClient | None = None,
+        rates: RateRefund | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.db = db
         self.clamd = clamd
         self.spamd = spamd
+        self.rates = rates
         self.traffic = TrafficRecorder(db, metrics)
         self._store = ThreadPoolExecutor(STORE_WORKERS, thread_name_prefix="milter-store")
 
@@ -107,6 +112,29 @@ class Scanner:
         if self.db is not None:
             rcpts = list(msg.recipients)
             self._store.submit(self.traffic.record, rcpts, msg.sender, msg.authenticated, size)
+
+    def refund_rate(self, msg: Message, counted_at: float) -> None:
+        """A refused message leaves policyd's rate counters (``milter.ratelimit``).
+
+        Waited for (up to ``STORE_WAIT``), so a client that retries at once is already
+        judged without it; it only happens for refused mail."""
+        if self.rates is None or not msg.recipients:
+            return
+        rates = self.rates
+        try:
+            applied = self._store.submit(
+                rates.refund, msg.login, msg.client_ip, len(msg.recipients), counted_at
+            ).result(timeout=STORE_WAIT)
+        except Exception as exc:  # noqa: BLE001 - the refusal stands; the counter stays high
+            log.warning("milter: rate counters not refunded (%s)", exc)
+            return
+        if applied:
+            log.info(
+                "milter: refused mail taken out of %d rate counter(s) (login=%s client=%s)",
+                applied,
+                msg.login or "-",
+                msg.client_ip or "-",
+            )
 
     def shutdown(self) -> None:
         self._store.shutdown(wait=True)
@@ -201,6 +229,7 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         self.in_body = False
         self.failed = ""
         self.started = 0.0
+        self.eom_at = 0.0
 
     # --- connection and envelope (no reply) -----------------------------------------------
 
@@ -217,7 +246,10 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
             self.started = time.monotonic()
             authen = self.getsymval("{auth_authen}")
             self.msg = Message(
-                sender=mailfrom, authenticated=bool(authen), client_ip=self.client_ip
+                sender=mailfrom,
+                authenticated=bool(authen),
+                login=authen or "",
+                client_ip=self.client_ip,
             )
             self.spool = Spool(self.scanner.settings.spool_threshold)
         except Exception as exc:  # noqa: BLE001 - no reply possible here; 451 at eom
@@ -266,6 +298,7 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
     # --- end of message: the one round trip -------------------------------------------------
 
     def eom(self) -> int:
+        self.eom_at = time.time()  # just after policyd counted the message (END-OF-MESSAGE)
         try:
             self.msg.queue_id = self.getsymval("i") or ""
             if self.failed:
@@ -333,6 +366,8 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         return code
 
     def _finish(self, outcome: Outcome) -> None:
+        if outcome.action in (scanverdict.REJECT, scanverdict.TEMPFAIL):
+            self.scanner.refund_rate(self.msg, self.eom_at)
         self.scanner.metrics.messages.labels(outcome.label).inc()
         elapsed = (time.monotonic() - self.started) * 1000 if self.started else 0.0
         log.info(

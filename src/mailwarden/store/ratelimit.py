@@ -2,7 +2,8 @@
 
 Who calls it: ``mailwarden ratelimit`` (set, list, remove) and the policy daemon, which
 reads ``usage`` at RCPT time and, after an accepted message (END-OF-MESSAGE), counts it
-with ``add_usage`` and drops that counter's finished windows (``drop_finished``).
+with ``add_usage`` and drops that counter's finished windows (``drop_finished``); the
+milter, which takes a message it rejects or defers back out (``refund``).
 
 Scopes (see ``store.scopes``):
     a mailbox address   the limit of that SASL login;
@@ -174,6 +175,19 @@ def add_usage(  # noqa: PLR0917 - the counter's key columns, then what to add
         "recipients = recipients + excluded.recipients",
     )
     tx.execute(sql, (key, period, window_start, messages, recipients))
+
+
+def refund(  # noqa: PLR0917 - the counter's key columns, then what to take back
+    tx: Tx, key: str, period: str, window_start: int, messages: int, recipients: int
+) -> None:
+    """Take back what ``add_usage`` added for a message refused later (never below 0)."""
+    tx.execute(
+        "UPDATE rate_counters SET "
+        "messages = CASE WHEN messages > ? THEN messages - ? ELSE 0 END, "
+        "recipients = CASE WHEN recipients > ? THEN recipients - ? ELSE 0 END "
+        "WHERE counter_key = ? AND period = ? AND window_start = ?",
+        (messages, messages, recipients, recipients, key, period, window_start),
+    )
 
 
 def usage(tx: Tx, key: str, period: str, window_start: int) -> Usage:
