@@ -11,18 +11,24 @@
 #   * Exim 4.96 heavy unpacked (not installed: it conflicts with postfix) under
 #     $MAILWARDEN_EXIM_ROOT (default /opt/mailwarden-test/exim);
 #   * users vmail (uid/gid 5000) and Debian-exim (system user);
+#   * Dovecot 2.4 (Debian 13 "trixie") in a debootstrap chroot under
+#     $MAILWARDEN_DOVECOT24_ROOT, for contrib/dovecot/dovecot-2.4 (Debian 12 has 2.3);
 #   * a venv at /opt/mailwarden-test/venv built from the SYSTEM python
 #     (/usr/bin/python3): Postfix pipe transports run it as user vmail, and the
 #     image's pyenv python lives under /root (mode 700), which vmail cannot reach.
 #
 # Environment:
 #   MAILWARDEN_EXIM_ROOT        where Exim is unpacked (default $PREFIX/exim)
+#   MAILWARDEN_DOVECOT24_ROOT   the Dovecot 2.4 chroot (default $PREFIX/trixie)
+#   MAILWARDEN_DEBIAN_MIRROR    mirror for that chroot (default http://deb.debian.org/debian)
 #   MAILWARDEN_KEEP_GPG_AGENT=1 do not kill the gpg-agent left by spamassassin's postinst
 set -euo pipefail
 umask 022
 
 PREFIX=/opt/mailwarden-test
 EXIM_ROOT=${MAILWARDEN_EXIM_ROOT:-$PREFIX/exim}
+DOVECOT24_ROOT=${MAILWARDEN_DOVECOT24_ROOT:-$PREFIX/trixie}
+DEBIAN_MIRROR=${MAILWARDEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=$PREFIX/venv
 SYSTEM_PYTHON=/usr/bin/python3
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +38,7 @@ APT_PACKAGES=(
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-mysql dovecot-sqlite
   mariadb-server clamav-daemon clamdscan spamassassin spamd spamc libmilter-dev swaks sqlite3
   courier-authdaemon courier-authlib-mysql courier-authlib-sqlite postfwd python3-venv
-  bc xxd libidn12 libspf2-2 build-essential python3-dev
+  bc xxd libidn12 libspf2-2 build-essential python3-dev debootstrap openssl
 )
 
 SUMMARY=()
@@ -91,6 +97,31 @@ install_exim() {
   mv "$tmp/root" "$EXIM_ROOT"
   chmod 755 "$EXIM_ROOT"
   SUMMARY+=("exim=$(elapsed "$t0")")
+}
+
+install_dovecot24() {
+  # Dovecot 2.4 from Debian 13 in a chroot beside the system's 2.3 (its binaries need
+  # trixie's libc, so unpacking them like Exim would not run). tests/integration/
+  # test_dovecot24.py starts it there on 127.0.0.1 with contrib/dovecot/dovecot-2.4.
+  local t0 tmp
+  t0=$(now)
+  if [ -x "$DOVECOT24_ROOT/usr/sbin/dovecot" ]; then
+    SUMMARY+=("dovecot24=present")
+    return
+  fi
+  tmp=$DOVECOT24_ROOT.partial
+  rm -rf "$tmp"
+  mkdir -p "$(dirname "$DOVECOT24_ROOT")"
+  quiet debootstrap --variant=minbase \
+    --include=dovecot-core,dovecot-imapd,dovecot-pop3d,dovecot-sqlite,dovecot-mysql \
+    trixie "$tmp" "$DEBIAN_MIRROR"
+  chroot "$tmp" /usr/sbin/dovecot --version | grep -q '^2\.4' || die "no Dovecot 2.4 in $tmp"
+  # the mail user, as on the host (contrib files name its group)
+  chroot "$tmp" groupadd -g 5000 vmail
+  chroot "$tmp" useradd -u 5000 -g 5000 -d /nonexistent -M -s /usr/sbin/nologin vmail
+  chmod 755 "$tmp"
+  mv "$tmp" "$DOVECOT24_ROOT"
+  SUMMARY+=("dovecot24=$(elapsed "$t0")")
 }
 
 create_users() {
@@ -163,6 +194,7 @@ main() {
   if [ "$python_only" = 0 ]; then
     install_apt
     install_exim
+    install_dovecot24
     create_users
     cleanup_spamassassin
   fi

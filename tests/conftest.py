@@ -3,6 +3,10 @@
 ``db_url`` is parametrised over SQLite and a real MariaDB (started once per session by
 ``tests/servers.py``); each test gets an empty, initialised database. ``cli`` runs the
 ``mailwarden`` command in-process with a config file pointing at that database.
+
+``MAILWARDEN_NO_SKIP=1`` (set by .ci/run) turns every skip into a failure: CI installs
+every server the suite needs, so a skipped integration test there means a missing
+install step, not a test that may be left out.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 _counter = itertools.count()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("MAILWARDEN_NO_SKIP") == "1" and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped although MAILWARDEN_NO_SKIP=1: {report.longrepr}"
 
 
 @dataclass

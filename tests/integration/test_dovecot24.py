@@ -1,0 +1,264 @@
+"""contrib/dovecot/dovecot-2.4/mailwarden.conf against a real Dovecot 2.4.
+
+Debian 12 ships Dovecot 2.3; scripts/install-deps.sh builds a Debian 13 ("trixie",
+Dovecot 2.4.1) chroot with debootstrap under /opt/mailwarden-test/trixie
+(``MAILWARDEN_DOVECOT24_ROOT``). Dovecot runs inside it with the rendered contrib file and
+test listeners on 127.0.0.1 (the chroot shares the network), reading a SQLite database
+and a mail root that live inside the chroot; the mailwarden CLI and delivery agent on the
+host write them under the same files.
+
+What it shows: the file parses (``doveconf``); a CLI-created user authenticates (and a
+wrong password or an IMAP-less group does not); mail delivered by ``mailwarden deliver``
+is read over IMAP and POP3; ``doveadm quota get`` reports what ``maildirsize`` holds; an
+IMAP expunge reaches ``quota_usage`` through quota_clone and the schema's triggers.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import poplib
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailwarden.store.db import Database
+from tests.conftest import Cli, run_bin, write_config
+from tests.contrib import CONTRIB, placeholders, render
+from tests.servers import banner_ok, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(os.environ.get("MAILWARDEN_DOVECOT24_ROOT", "/opt/mailwarden-test/trixie"))
+USER, PASSWORD = "alice@example.test", "Alice's pw 2.4"
+NOIMAP = "pop-only@example.test"
+
+
+@dataclass
+class Stack:
+    cli: Cli
+    db: Database
+    config: Path
+    inside: str  # the work directory as Dovecot sees it (inside the chroot)
+    host: Path  # the same directory from the host
+    conf: str  # dovecot.conf, chroot path
+    imap_port: int
+    pop3_port: int
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["chroot", str(ROOT), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def doveadm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("/usr/bin/doveadm", "-c", self.conf, *args)
+
+
+def _test_settings(inside: str, imap: int, pop3: int) -> str:
+    """Dovecot 2.4 settings for a private instance (2.4 names: auth_allow_cleartext ...)."""
+    return f"""
+# --- test instance (tests/integration/test_dovecot24.py) ---
+base_dir = {inside}/run
+state_dir = {inside}/state
+instance_name = mw24-{secrets.token_hex(3)}
+log_path = {inside}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+auth_allow_cleartext = yes
+auth_failure_delay = 0
+first_valid_uid = 5000
+last_valid_uid = 5000
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if os.geteuid() != 0 or not (ROOT / "usr/sbin/dovecot").exists():
+        pytest.skip(f"no Dovecot 2.4 chroot at {ROOT} (scripts/install-deps.sh builds it)")
+    name = f"mw24-{secrets.token_hex(4)}"
+    inside = f"/srv/{name}"
+    host = ROOT / "srv" / name
+    host.mkdir(parents=True, mode=0o755)
+    for sub in ("run", "state"):
+        (host / sub).mkdir(mode=0o755)
+    mail_root = host / "vmail"
+    mail_root.mkdir(mode=0o755)
+    os.chown(mail_root, 5000, 5000)
+    db_file = host / "mw.db"
+    url = f"sqlite:///{db_file}"
+    config = write_config(host / "mw.toml", url, mail_root)
+    cli = Cli(config, url)
+    cli.ok("db", "init")
+    cli.ok("domain", "add", "example.test")
+    cli.ok("user", "add", USER, "--password-stdin", "--quota", "1M", stdin=PASSWORD)
+    cli.ok("group", "add", "nomail", "--no-imap")
+    cli.ok("user", "add", NOIMAP, "--password-stdin", "--group", "nomail", stdin="pop pw")
+    os.chmod(db_file, 0o644)
+    os.chmod(host, 0o755)  # the dict process (root) writes the SQLite journal here
+
+    values = placeholders(f"sqlite:///{inside}/mw.db", mail_root=f"{inside}/vmail")
+    conf = render((CONTRIB / "dovecot/dovecot-2.4/mailwarden.conf").read_text(), values)
+    imap, pop3 = free_port(), free_port()
+    (host / "dovecot.conf").write_text(conf + _test_settings(inside, imap, pop3))
+    s = Stack(cli, Database(url), config, inside, host, f"{inside}/dovecot.conf", imap, pop3)
+    try:
+        # The master daemonises and keeps its output open: a file, not a pipe.
+        with open(host / "start.log", "wb") as out:
+            started = subprocess.run(
+                ["chroot", str(ROOT), "/usr/sbin/dovecot", "-c", s.conf],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+                check=False,
+            )
+        assert started.returncode == 0, (host / "start.log").read_text() + _log(s)
+        deadline = time.monotonic() + 30
+        while not (banner_ok(imap, b"* OK") and banner_ok(pop3, b"+OK")):
+            assert time.monotonic() < deadline, "Dovecot 2.4 did not listen\n" + _log(s)
+            time.sleep(0.2)
+        yield s
+    finally:
+        s.run("/usr/bin/doveadm", "-c", s.conf, "stop")
+        s.db.close()
+        time.sleep(0.5)
+        if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):
+            shutil.rmtree(host, ignore_errors=True)
+
+
+def _log(s: Stack) -> str:
+    path = s.host / "dovecot.log"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def deliver(s: Stack, n: int, size: int = 1) -> int:
+    msg = (
+        f"From: someone@outside.test\r\nTo: {USER}\r\nSubject: dovecot 2.4 test {n}\r\n"
+        f"Message-ID: <d24-{n}.{time.monotonic_ns()}@outside.test>\r\n\r\n"
+        + "0123456789abcdef\r\n"
+        * size
+    ).encode()
+    proc = run_bin(
+        "--config", str(s.config), "deliver", "-f", "someone@outside.test", "-d", USER, stdin=msg
+    )
+    assert proc.returncode in (0, 75), proc.stdout + proc.stderr
+    return proc.returncode
+
+
+def usage(db: Database) -> dict[str, int] | None:
+    with db.read() as tx:
+        rows = tx.all(
+            "SELECT q.bytes, q.messages FROM quota_usage q "
+            "JOIN mailboxes m ON m.id = q.mailbox_id WHERE m.address = ?",
+            (USER,),
+        )
+    return {k: int(v) for k, v in rows[0].items()} if rows else None
+
+
+def maildirsize(s: Stack) -> tuple[int, int]:
+    lines = (s.host / "vmail/example.test/alice/maildirsize").read_text().splitlines()[1:]
+    return sum(int(x.split()[0]) for x in lines), sum(int(x.split()[1]) for x in lines)
+
+
+def doveadm_quota(s: Stack) -> dict[str, int]:
+    proc = s.doveadm("-f", "tab", "quota", "get", "-u", USER)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    head = rows[0]
+    return {r[head.index("Type")]: int(r[head.index("Value")]) for r in rows[1:]}
+
+
+def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return result
+
+
+def test_the_file_parses_as_dovecot_24(stack: Stack) -> None:
+    version = stack.run("/usr/sbin/dovecot", "--version")
+    assert version.stdout.startswith("2.4"), version.stdout
+    conf = stack.run("/usr/bin/doveconf", "-c", stack.conf, "-n")
+    assert conf.returncode == 0, conf.stderr
+    assert "mail_driver = maildir" in conf.stdout
+    assert "sqlite_path = " + f"{stack.inside}/mw.db" in conf.stdout
+
+
+def test_cli_created_user_authenticates(stack: Stack) -> None:
+    assert stack.doveadm("auth", "test", USER, PASSWORD).returncode == 0
+    assert stack.doveadm("auth", "test", "ALICE@example.test", PASSWORD).returncode == 0
+    assert stack.doveadm("auth", "test", USER, "wrong").returncode == 77
+    assert stack.doveadm("auth", "test", "nobody@example.test", PASSWORD).returncode == 77
+    # the group without IMAP: refused for imap, allowed for pop3
+    assert stack.doveadm("auth", "test", "-x", "service=imap", NOIMAP, "pop pw").returncode == 77
+    assert stack.doveadm("auth", "test", "-x", "service=pop3", NOIMAP, "pop pw").returncode == 0
+
+
+def test_delivered_mail_is_read_over_imap_and_pop3(stack: Stack) -> None:
+    assert deliver(stack, 1) == 0
+    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        assert imap.select("INBOX")[0] == "OK"
+        found = imap.search(None, "SUBJECT", '"dovecot 2.4 test 1"')[1][0].split()
+        assert len(found) == 1
+        body = imap.fetch(found[0], "(BODY.PEEK[])")[1][0]
+        assert isinstance(body, tuple) and b"Delivered-To: alice@example.test" in body[1]
+        imap.logout()
+    pop = poplib.POP3("127.0.0.1", stack.pop3_port, timeout=30)
+    try:
+        pop.user(USER)
+        pop.pass_(PASSWORD)
+        assert pop.stat()[0] >= 1
+    finally:
+        pop.quit()
+
+
+def test_quota_matches_maildirsize_and_expunge_reaches_quota_usage(stack: Stack) -> None:
+    for n in range(2, 6):
+        assert deliver(stack, n, size=200) == 0
+    want = doveadm_quota(stack)
+    size, count = maildirsize(stack)
+    assert want["MESSAGE"] == count
+    assert want["STORAGE"] == -(-size // 1024)  # doveadm shows KiB, rounded up
+
+    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        assert imap.select("INBOX")[0] == "OK"
+        uids = imap.uid("SEARCH", "ALL")[1][0].split()
+        assert len(uids) == count
+        doomed = b",".join(uids[1:]).decode()
+        assert imap.uid("STORE", doomed, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
+        assert imap.expunge()[0] == "OK"
+        imap.logout()
+
+    now = wait_for(
+        "quota_usage to drop to one message (quota_clone)",
+        lambda: (u := usage(stack.db)) is not None and u["messages"] == 1 and u,
+    )
+    assert (now["bytes"], now["messages"]) == maildirsize(stack)
+    assert doveadm_quota(stack)["MESSAGE"] == 1
