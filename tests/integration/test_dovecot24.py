@@ -3,9 +3,11 @@
 Debian 12 ships Dovecot 2.3; scripts/install-deps.sh builds a Debian 13 ("trixie",
 Dovecot 2.4.1) chroot with debootstrap under /opt/mailwarden-test/trixie
 (``MAILWARDEN_DOVECOT24_ROOT``). Dovecot runs inside it with the rendered contrib file and
-test listeners on 127.0.0.1 (the chroot shares the network), reading a SQLite database
-and a mail root that live inside the chroot; the mailwarden CLI and delivery agent on the
-host write them under the same files.
+test listeners on 127.0.0.1 (the chroot shares the network), reading either a SQLite
+database inside the chroot or the test MariaDB over 127.0.0.1 (with an account that may
+only read ``dovecot_users`` and write ``dovecot_quota``, as contrib/README.md says), and a
+mail root inside the chroot; the mailwarden CLI and delivery agent on the host write the
+same files.
 
 What it shows: the file parses (``doveconf``); a CLI-created user authenticates (and a
 wrong password or an IMAP-less group does not); mail delivered by ``mailwarden deliver``
@@ -26,10 +28,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from mailwarden.store.db import Database
+from mailwarden.store.db import Database, parse_url
 from tests.conftest import Cli, run_bin, write_config
 from tests.contrib import CONTRIB, placeholders, render
 from tests.servers import banner_ok, free_port
@@ -95,8 +98,27 @@ service pop3-login {{
 """
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def _dovecot_url(url: str, server: Any) -> str:
+    """SQLite: the same file as seen from the chroot. MySQL: one account for passdb,
+    userdb and the quota_clone dict (2.4 has one connection block for all three)."""
+    if not url.startswith("mysql:"):
+        return url
+    db = parse_url(url)
+    user, password = f"{db.database}_dc24"[:80], secrets.token_hex(12)
+    stmts = []
+    for host in ("127.0.0.1", "localhost"):
+        account = f"'{user}'@'{host}'"
+        stmts += [
+            f"CREATE OR REPLACE USER {account} IDENTIFIED BY '{password}'",
+            f"GRANT SELECT ON `{db.database}`.`dovecot_users` TO {account}",
+            f"GRANT SELECT, INSERT, UPDATE ON `{db.database}`.`dovecot_quota` TO {account}",
+        ]
+    server.execute(";\n".join(stmts) + ";")
+    return f"mysql://{user}:{password}@{db.host}:{db.port}/{quote(db.database)}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     if os.geteuid() != 0 or not (ROOT / "usr/sbin/dovecot").exists():
         pytest.skip(f"no Dovecot 2.4 chroot at {ROOT} (scripts/install-deps.sh builds it)")
     name = f"mw24-{secrets.token_hex(4)}"
@@ -109,7 +131,12 @@ def stack() -> Iterator[Stack]:
     mail_root.mkdir(mode=0o755)
     os.chown(mail_root, 5000, 5000)
     db_file = host / "mw.db"
-    url = f"sqlite:///{db_file}"
+    server = None
+    if request.param == "mysql":
+        server = request.getfixturevalue("mariadb")
+        url = server.create_database("mwdc24", "mwdc24", "admin pw'x")
+    else:
+        url = f"sqlite:///{db_file}"
     config = write_config(host / "mw.toml", url, mail_root)
     cli = Cli(config, url)
     cli.ok("db", "init")
@@ -117,10 +144,13 @@ def stack() -> Iterator[Stack]:
     cli.ok("user", "add", USER, "--password-stdin", "--quota", "1M", stdin=PASSWORD)
     cli.ok("group", "add", "nomail", "--no-imap")
     cli.ok("user", "add", NOIMAP, "--password-stdin", "--group", "nomail", stdin="pop pw")
-    os.chmod(db_file, 0o644)
-    os.chmod(host, 0o755)  # the dict process (root) writes the SQLite journal here
+    if server is None:
+        os.chmod(db_file, 0o644)
+        dovecot_url = f"sqlite:///{inside}/mw.db"  # the dict process (root) writes it
+    else:
+        dovecot_url = _dovecot_url(url, server)
 
-    values = placeholders(f"sqlite:///{inside}/mw.db", mail_root=f"{inside}/vmail")
+    values = placeholders(dovecot_url, mail_root=f"{inside}/vmail")
     conf = render((CONTRIB / "dovecot/dovecot-2.4/mailwarden.conf").read_text(), values)
     imap, pop3 = free_port(), free_port()
     (host / "dovecot.conf").write_text(conf + _test_settings(inside, imap, pop3))
@@ -206,7 +236,10 @@ def test_the_file_parses_as_dovecot_24(stack: Stack) -> None:
     conf = stack.run("/usr/bin/doveconf", "-c", stack.conf, "-n")
     assert conf.returncode == 0, conf.stderr
     assert "mail_driver = maildir" in conf.stdout
-    assert "sqlite_path = " + f"{stack.inside}/mw.db" in conf.stdout
+    if stack.cli.url.startswith("sqlite:"):
+        assert f"sqlite_path = {stack.inside}/mw.db" in conf.stdout
+    else:
+        assert "sql_driver = mysql" in conf.stdout
 
 
 def test_cli_created_user_authenticates(stack: Stack) -> None:

@@ -1,8 +1,8 @@
 """contrib/dovecot/dovecot-2.4/mailwarden.conf, structurally (the real Dovecot 2.4 run is
 tests/integration/test_dovecot24.py).
 
-These fast checks catch what a careless edit breaks, for both dialects (the chroot test
-runs SQLite only): it renders for both dialects without a leftover placeholder,
+These fast checks catch what a careless edit breaks without starting anything:
+it renders for both dialects without a leftover placeholder,
 its blocks balance, it starts with dovecot_config_version, it uses no setting or variable
 that 2.4 removed, and it has every part of the 2.3 files it replaces.
 """
