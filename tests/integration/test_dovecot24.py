@@ -35,6 +35,7 @@ import pytest
 from mailwarden.store.db import Database, parse_url
 from tests.conftest import Cli, run_bin, write_config
 from tests.contrib import CONTRIB, placeholders, render
+from tests.integration.test_dovecot_quota_clone import quota_table, usage, wait_for
 from tests.servers import banner_ok, free_port
 
 pytestmark = pytest.mark.integration
@@ -198,36 +199,13 @@ def deliver(s: Stack, n: int, size: int = 1) -> int:
     return proc.returncode
 
 
-def usage(db: Database) -> dict[str, int] | None:
-    with db.read() as tx:
-        rows = tx.all(
-            "SELECT q.bytes, q.messages FROM quota_usage q "
-            "JOIN mailboxes m ON m.id = q.mailbox_id WHERE m.address = ?",
-            (USER,),
-        )
-    return {k: int(v) for k, v in rows[0].items()} if rows else None
-
-
 def maildirsize(s: Stack) -> tuple[int, int]:
     lines = (s.host / "vmail/example.test/alice/maildirsize").read_text().splitlines()[1:]
     return sum(int(x.split()[0]) for x in lines), sum(int(x.split()[1]) for x in lines)
 
 
 def doveadm_quota(s: Stack) -> dict[str, int]:
-    proc = s.doveadm("-f", "tab", "quota", "get", "-u", USER)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
-    head = rows[0]
-    return {r[head.index("Type")]: int(r[head.index("Value")]) for r in rows[1:]}
-
-
-def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return result
+    return quota_table(s.doveadm("-f", "tab", "quota", "get", "-u", USER))
 
 
 def test_the_file_parses_as_dovecot_24(stack: Stack) -> None:
@@ -291,7 +269,7 @@ def test_quota_matches_maildirsize_and_expunge_reaches_quota_usage(stack: Stack)
 
     now = wait_for(
         "quota_usage to drop to one message (quota_clone)",
-        lambda: (u := usage(stack.db)) is not None and u["messages"] == 1 and u,
+        lambda: (u := usage(stack.db, USER)) is not None and u["messages"] == 1 and u,
     )
     assert (now["bytes"], now["messages"]) == maildirsize(stack)
     assert doveadm_quota(stack)["MESSAGE"] == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import imaplib
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -245,7 +246,11 @@ def policy(stack: Stack) -> str:
 
 def doveadm_quota(dovecot: Dovecot) -> dict[str, int]:
     """``doveadm quota get``: {"STORAGE": KiB, "MESSAGE": count}."""
-    proc = dovecot.doveadm("-f", "tab", "quota", "get", "-u", USER)
+    return quota_table(dovecot.doveadm("-f", "tab", "quota", "get", "-u", USER))
+
+
+def quota_table(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """``doveadm -f tab quota get`` output as {"STORAGE": KiB, "MESSAGE": count}."""
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line.split("\t") for line in proc.stdout.strip().splitlines()]
     head = lines[0]
