@@ -35,7 +35,12 @@ import pytest
 from mailwarden.store.db import Database, parse_url
 from tests.conftest import Cli, run_bin, write_config
 from tests.contrib import CONTRIB, placeholders, render
-from tests.integration.test_dovecot_quota_clone import quota_table, usage, wait_for
+from tests.integration.test_dovecot_quota_clone import (
+    imap_keep_first,
+    quota_table,
+    usage,
+    wait_for,
+)
 from tests.servers import banner_ok, free_port
 
 pytestmark = pytest.mark.integration
@@ -257,15 +262,7 @@ def test_quota_matches_maildirsize_and_expunge_reaches_quota_usage(stack: Stack)
     assert want["MESSAGE"] == count
     assert want["STORAGE"] == -(-size // 1024)  # doveadm shows KiB, rounded up
 
-    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as imap:
-        imap.login(USER, PASSWORD)
-        assert imap.select("INBOX")[0] == "OK"
-        uids = imap.uid("SEARCH", "ALL")[1][0].split()
-        assert len(uids) == count
-        doomed = b",".join(uids[1:]).decode()
-        assert imap.uid("STORE", doomed, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
-        assert imap.expunge()[0] == "OK"
-        imap.logout()
+    assert imap_keep_first(stack.imap_port, USER, PASSWORD) == count
 
     now = wait_for(
         "quota_usage to drop to one message (quota_clone)",

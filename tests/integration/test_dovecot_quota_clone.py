@@ -262,6 +262,20 @@ def maildirsize(root: Path) -> tuple[int, int]:
     return sum(int(x.split()[0]) for x in lines), sum(int(x.split()[1]) for x in lines)
 
 
+def imap_keep_first(port: int, user: str, password: str) -> int:
+    """Over IMAP, delete and expunge every INBOX message but the first; return how many
+    there were."""
+    with imaplib.IMAP4("127.0.0.1", port, timeout=30) as imap:
+        imap.login(user, password)
+        assert imap.select("INBOX")[0] == "OK"
+        uids = imap.uid("SEARCH", "ALL")[1][0].split()
+        doomed = b",".join(uids[1:]).decode()
+        assert imap.uid("STORE", doomed, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
+        assert imap.expunge()[0] == "OK"
+        imap.logout()
+    return len(uids)
+
+
 def wait_for(what: str, check: Any, timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
@@ -287,15 +301,7 @@ def test_imap_expunge_reaches_quota_usage_and_policyd(stack: Stack) -> None:
     assert "452 4.2.2" in policy(stack)
 
     # The user deletes all but one message over IMAP.
-    with imaplib.IMAP4("127.0.0.1", stack.dovecot.imap_port, timeout=30) as imap:
-        imap.login(USER, PASSWORD)
-        assert imap.select("INBOX")[0] == "OK"
-        uids = imap.uid("SEARCH", "ALL")[1][0].split()
-        assert len(uids) >= delivered
-        doomed = b",".join(uids[1:]).decode()
-        assert imap.uid("STORE", doomed, "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
-        assert imap.expunge()[0] == "OK"
-        imap.logout()
+    assert imap_keep_first(stack.dovecot.imap_port, USER, PASSWORD) >= delivered
 
     # Dovecot's quota_clone wrote dovecot_quota; the triggers copied it into quota_usage.
     now = wait_for(
