@@ -174,7 +174,9 @@ def stack() -> Iterator[Stack]:
     )
     postfix.add_master_entry(
         "mwpipe unix - n n - 10 pipe\n  flags=Xhu user=vmail:vmail "
-        f"argv={VENV_PYTHON} -m mailwarden.lda.pipe --config {cfg} "
+        # the installed script (bin/mailwarden-lda), as contrib's master.cf.lda runs it;
+        # PYTHONPATH makes it import this tree's package
+        f"argv={VENV_PYTHON.parent}/mailwarden-lda --config {cfg} "
         "--sender ${sender} --recipient ${recipient}"
     )
     quota_conf = (REPO / "contrib/dovecot/90-mailwarden-quota.conf").read_text()

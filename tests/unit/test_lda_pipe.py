@@ -162,3 +162,99 @@ def test_missing_config_defers_with_one_line(tmp_path: Path) -> None:
     assert out.getvalue().startswith("4.3.5 mailwarden-lda misconfigured:")
     assert str(missing) in out.getvalue()
     assert "Traceback" not in err.getvalue()
+
+
+# --- bin/mailwarden-lda: the script pip installs, as Postfix pipe(8) starts it ----------
+
+LAUNCHER = SRC.parent / "bin" / "mailwarden-lda"
+HEAVY = {
+    "re",  # pip's console-script wrapper
+    "runpy",  # python -m (and with it importlib.util, contextlib, collections)
+    "importlib.util",
+    "typing",
+    "socket",
+    "logging",
+    "tomllib",
+    "mailwarden.config",
+    "mailwarden.errors",
+    "__future__",
+}
+
+
+def _imported(stderr: str) -> set[str]:
+    """Module names from ``-X importtime`` lines (``import time: self | cum | name``)."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+def _launch(argv: list[str], data: bytes, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, input=data, capture_output=True, env=env, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("final", "line", "code"),
+    [
+        (b"250 2.0.0 <r@x.test> Delivered\r\n", b"2.0.0 <r@x.test> Delivered\n", 0),
+        (b"452 4.2.2 <r@x.test> Mailbox full\r\n", b"4.2.2 <r@x.test> Mailbox full\n", 75),
+        (b"550 5.1.1 <r@x.test> User unknown\r\n", b"5.1.1 <r@x.test> User unknown\n", 67),
+    ],
+)
+def test_launcher_hands_over_with_light_imports(
+    tmp_path: Path, final: bytes, line: bytes, code: int
+) -> None:
+    sock = tmp_path / "lmtp.sock"
+    server = FakeLmtpd(sock, final)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[lda]\nlmtp_listen = ["unix:{sock}"]\n')
+    argv = [sys.executable, "-X", "importtime", str(LAUNCHER), "-c", str(cfg)]
+    p = _launch([*argv, "-f", "s@x.test", "-d", "r@x.test"], b"x\n", PYTHONPATH=str(SRC))
+    server.thread.join(5)
+    # The result line reaches the pipe although the process ends with os._exit.
+    assert (p.returncode, p.stdout) == (code, line)
+    assert b"RCPT TO:<r@x.test>\r\n" in server.received
+    bare = _launch([sys.executable, "-X", "importtime", "-c", "pass"], b"")
+    assert HEAVY & (_imported(p.stderr.decode()) - _imported(bare.stderr.decode())) == set()
+
+
+def test_launcher_in_process_path_defers_on_missing_config(tmp_path: Path) -> None:
+    argv = [sys.executable, str(LAUNCHER), "-c", str(tmp_path / "absent.toml")]
+    p = _launch([*argv, "-f", "s@x.test", "-d", "r@x.test"], b"x\n", PYTHONPATH=str(SRC))
+    assert p.returncode == 75
+    assert p.stdout.startswith(b"4.3.5 mailwarden-lda misconfigured:")
+
+
+def _prefix(tmp_path: Path, site_packages: Path | None) -> Path:
+    """An interpreter ``<tmp>/bin/python3`` whose ``lib/pythonX.Y/site-packages`` is
+    ``site_packages`` (absent if None): what ``-IS`` finds in a venv."""
+    python = tmp_path / "prefix" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(Path(sys.executable).resolve())
+    lib = tmp_path / "prefix" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    lib.mkdir(parents=True)
+    if site_packages is not None:
+        (lib / "site-packages").symlink_to(site_packages)
+    return python
+
+
+def test_launcher_dash_is_finds_the_package_next_to_its_interpreter(tmp_path: Path) -> None:
+    sock = tmp_path / "lmtp.sock"
+    server = FakeLmtpd(sock)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[lda]\nlmtp_listen = ["unix:{sock}"]\n')
+    python = _prefix(tmp_path, SRC)
+    argv = [str(python), "-IS", str(LAUNCHER), "-c", str(cfg), "-f", "s@x.test", "-d", "r@x.test"]
+    p = _launch(argv, b"x\n")
+    server.thread.join(5)
+    assert (p.returncode, p.stdout) == (0, b"2.0.0 <r@x.test> Delivered\n")
+
+
+def test_launcher_without_the_package_defers_never_exits_1(tmp_path: Path) -> None:
+    """No package next to the interpreter nor through ``site``: 4.3.0 and exit 75, so
+    Postfix keeps the mail queued instead of bouncing it on a traceback's exit 1."""
+    python = _prefix(tmp_path, None)
+    p = _launch([str(python), "-IS", str(LAUNCHER), "-f", "s@x.test", "-d", "r@x.test"], b"x\n")
+    assert (p.returncode, p.stdout) == (75, b"4.3.0 mailwarden-lda cannot start, try again later\n")
+    assert b"No module named 'mailwarden'" in p.stderr

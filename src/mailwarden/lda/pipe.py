@@ -25,23 +25,24 @@ Start-up cost: the hand-over path imports nothing beyond ``os``, ``sys`` and C m
 ``config.load``), the LMTP dialogue is a few lines over a raw socket, and log lines are
 kept as strings. ``config``, ``logging``, the store and the delivery core are imported
 only on the in-process path. A broken configuration file is therefore noticed only when
-there is no lmtpd to hand over to (lmtpd validated its own at start-up).
+there is no lmtpd to hand over to (lmtpd validated its own at start-up). The command
+itself is the plain script ``bin/mailwarden-lda``: pip's entry-point wrapper imports
+``re`` and ``python -m`` imports ``runpy`` with ``importlib.util`` and ``contextlib``,
+each about 10 ms, as much as the rest of a hand-over. After a hand-over ``run`` ends the
+process with ``os._exit`` (no interpreter teardown).
 
 Logging: log lines never go to stdout/stderr before the result line (Postfix would take
 them as the DSN text); they go to syslog (``/dev/log``, facility mail) when it exists,
 else to stderr after the result line.
 """
 
-from __future__ import annotations
-
 # Only C modules and ``os``/``sys`` (already loaded by the interpreter) on the hand-over
 # path: ``socket``, ``typing``, ``logging``, ``tomllib`` and the config module each cost
-# more than the whole hand-over. The in-process fallback imports what it needs.
+# more than the whole hand-over; even ``__future__`` (hence the quoted annotations) and
+# ``mailwarden.errors`` are left to the paths that need them.
 import _socket
 import os
 import sys
-
-from mailwarden.errors import ConfigError  # tiny module: no imports of its own
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -342,7 +343,7 @@ def _capture_logging(held: list[str]) -> None:
     root.setLevel(logging.INFO)
 
 
-def _flush_logs(held: list[str], err: TextIO) -> None:
+def _flush_logs(held: list[str], err: "TextIO") -> None:
     if not held:
         return
     if os.path.exists("/dev/log"):
@@ -380,32 +381,40 @@ def _deliver(
     return deliver_here(settings, sender, rcpt, orig, data)
 
 
-def main(
-    argv: list[str],
-    stdin: BinaryIO,
-    out: TextIO,
-    err: TextIO,
-    environ: dict[str, str] | None = None,
-) -> int:
-    held: list[str] = []
-    dsn, text = "4.3.0", "Temporary failure, try again later"
-    try:
-        args = parse_args(argv)
-        data = stdin.read()
-        dsn, text = _deliver(args, dict(os.environ if environ is None else environ), data, held)
-    except _Usage as exc:
+def _failure(exc: BaseException, held: list[str]) -> tuple[str, str]:
+    """The result for an exception out of ``_deliver``: 4.3.5 and one log line for an
+    operator's mistake (bad arguments, a broken configuration), 4.3.0 and the traceback
+    for anything else. Both defer: the mail waits in the queue."""
+    from mailwarden.errors import ConfigError  # only now: the hand-over never needs it
+
+    if isinstance(exc, _Usage):
         held.append(f"usage error: {exc}")
-        dsn, text = "4.3.5", f"mailwarden-lda misconfigured: {exc}"
-    except ConfigError as exc:  # an operator's mistake: one line, no traceback, retry later
+    elif isinstance(exc, ConfigError):
         held.append(f"configuration error: {exc}")
-        dsn, text = "4.3.5", f"mailwarden-lda misconfigured: {exc}"
-    except BaseException as exc:  # noqa: BLE001 - everything unexpected must exit 75
+    else:
         import traceback
 
         held.append(
             "unexpected error: " + "".join(traceback.format_exception(exc)).replace("\n", " | ")
         )
-        dsn, text = "4.3.0", "Temporary failure, try again later"
+        return "4.3.0", "Temporary failure, try again later"
+    return "4.3.5", f"mailwarden-lda misconfigured: {exc}"
+
+
+def main(
+    argv: list[str],
+    stdin: "BinaryIO",
+    out: "TextIO",
+    err: "TextIO",
+    environ: dict[str, str] | None = None,
+) -> int:
+    held: list[str] = []
+    try:
+        args = parse_args(argv)
+        data = stdin.read()
+        dsn, text = _deliver(args, dict(os.environ if environ is None else environ), data, held)
+    except BaseException as exc:  # noqa: BLE001 - everything unexpected must exit 75
+        dsn, text = _failure(exc, held)
     out.write(f"{dsn} {text}\n")
     out.flush()
     _flush_logs(held, err)
@@ -413,11 +422,23 @@ def main(
 
 
 def run() -> None:
+    """The ``mailwarden-lda`` command: ``main`` on the process's stdio; never exits 1.
+
+    After a hand-over the process ends with ``os._exit``: the result line is flushed,
+    lmtpd holds the message, and nothing else is open, so the interpreter's teardown
+    (module and object destruction, ~1-3 ms) would only add to the per-message time.
+    Once the in-process path has begun (it imports ``logging`` first), the normal exit
+    runs, with its atexit handlers.
+    """
     try:
         code = main(sys.argv[1:], sys.stdin.buffer, sys.stdout, sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
     except BaseException:  # noqa: BLE001 - last resort: never exit 1
         code = EX_TEMPFAIL
-    sys.exit(code)
+    if "logging" in sys.modules:
+        sys.exit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":
