@@ -7,13 +7,17 @@ Servers measured in the same run, each in its own process on 127.0.0.1:
   mariadb   mailwarden policyd on MariaDB (tests/servers.MariaDB), warm cache
   postfwd   postfwd2 (Debian package) with the equivalent relay rule
   (and, for p99 at a fixed rate, mariadb at 2,000 requests/s)
+With ``--workers 1,2`` each policyd is measured once per worker count (``policyd
+--workers N``; rows ``sqlite-w2``, ``mariadb-w2``), against the same echo run.
 
 The request is an RCPT for a hosted mailbox from an outside client (relay, recipient,
-access, quota, limits and rate-limit checks all run; data comes from the cache).
-Load: persistent connections, one request in flight per connection (as Postfix's smtpd
-does), from one asyncio client process.
+access, quota, limits and rate-limit checks all run; data comes from the cache), each
+in a transaction (``instance``) of its own, and the answer must be DUNNO (checked
+before measuring). Load: persistent connections, one request in flight per connection
+(as Postfix's smtpd does), from one asyncio client process.
 
 Usage:  PYTHONPATH=src python3 bench/bench_policy.py [--seconds 5] [--json out.json]
+            [--workers 1,2] [--skip echo|sqlite|mariadb|postfwd]...
 Needs root (MariaDB runs as mysql), mariadbd and postfwd installed.
 """
 
@@ -30,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from itertools import count
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +45,23 @@ sys.path.insert(0, str(ROOT / "src"))
 REQUEST = (
     b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
     b"client_address=192.0.2.1\nclient_name=unknown\nhelo_name=client.test\n"
-    b"sender=someone@outside.test\nrecipient=alice@example.test\ninstance=1.2.3.4\n"
-    b"size=2048\nsasl_username=\n\n"
+    b"sender=someone@outside.test\nrecipient=alice@example.test\n"
+    b"size=2048\nsasl_username=\ninstance=%d.%d\n\n"
 )
+EXPECTED = b"action=DUNNO\n\n"
+_conn_ids = iter(range(1, 1 << 30))
+
+
+def requests() -> Iterator[bytes]:
+    """One connection's requests: a new ``instance`` (transaction) each, as from smtpd.
+
+    One transaction id for all requests would make the transaction collect recipients
+    until policy.max_recipients (1000), and every later answer would be the 452 of the
+    limits check, not the DUNNO of a full pass.
+    """
+    conn = next(_conn_ids)
+    return (REQUEST % (conn, seq) for seq in count())
+
 
 ECHO_SERVER = r"""
 import asyncio, sys
@@ -83,13 +103,25 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 async def _one(port: int, deadline: float, lat: list[float]) -> None:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:
-        while time.perf_counter() < deadline:
+        for request in requests():
+            if time.perf_counter() >= deadline:
+                break
             t0 = time.perf_counter()
-            w.write(REQUEST)
+            w.write(request)
             await r.readuntil(b"\n\n")
             lat.append(time.perf_counter() - t0)
     finally:
         w.close()
+
+
+async def _check(port: int) -> None:
+    """The benchmark must measure a full pass: refuse to go on if the answer is not DUNNO."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(next(requests()))
+    reply = await r.readuntil(b"\n\n")
+    w.close()
+    if reply != EXPECTED:
+        raise SystemExit(f"unexpected reply {reply!r} (expected {EXPECTED!r})")
 
 
 async def _load(port: int, conns: int, seconds: float) -> dict[str, float]:
@@ -110,6 +142,7 @@ async def _paced(port: int, rate: float, seconds: float, conns: int = 32) -> dic
 
     async def worker(i: int) -> None:
         r, w = await asyncio.open_connection("127.0.0.1", port)
+        reqs = requests()
         # Staggered: connection i fires at base + i/rate, then every conns/rate, so the
         # requests arrive evenly (like independent smtpd processes), not in bursts.
         t_next = base + i / rate
@@ -119,7 +152,7 @@ async def _paced(port: int, rate: float, seconds: float, conns: int = 32) -> dic
             if now < t_next:
                 await asyncio.sleep(t_next - now)
             t0 = time.perf_counter()
-            w.write(REQUEST)
+            w.write(next(reqs))
             await r.readuntil(b"\n\n")
             lat.append(time.perf_counter() - t0)
             t_next += 1 / per
@@ -141,7 +174,8 @@ def _summary(lat: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
-def start_policyd(base: Path, url: str) -> tuple[subprocess.Popen[bytes], int]:
+def prepare(base: Path, url: str) -> Path:
+    """The schema, one domain and one mailbox in ``url``; the config file to use."""
     from tests.conftest import Cli, write_config
 
     (base / "vmail").mkdir(exist_ok=True)
@@ -150,6 +184,10 @@ def start_policyd(base: Path, url: str) -> tuple[subprocess.Popen[bytes], int]:
     cli.ok("db", "init")
     cli.ok("domain", "add", "example.test")
     cli.ok("user", "add", "alice@example.test", "--password-stdin", stdin="pw")
+    return cfg
+
+
+def start_policyd(base: Path, cfg: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
@@ -165,9 +203,10 @@ def start_policyd(base: Path, url: str) -> tuple[subprocess.Popen[bytes], int]:
             "none",
             "--log-level",
             "warning",
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         env=env,
-        stderr=(base / "policyd.log").open("wb"),
+        stderr=(base / f"policyd-w{workers}.log").open("wb"),
     )
     wait_port(port)
     return proc, port
@@ -227,7 +266,12 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
             proc.kill()
 
 
+def label(name: str, workers: int) -> str:
+    return name if workers == 1 else f"{name}-w{workers}"
+
+
 def measure(name: str, port: int, seconds: float, results: dict[str, dict[str, object]]) -> None:
+    asyncio.run(_check(port))
     results[name] = {}
     for conns in (1, 8, 64):
         r = asyncio.run(_load(port, conns, seconds))
@@ -255,7 +299,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--json")
     ap.add_argument("--skip", action="append", default=[], help="echo|sqlite|mariadb|postfwd")
+    ap.add_argument(
+        "--workers", default="1", help="policyd --workers, comma-separated: 1,2 runs both"
+    )
     args = ap.parse_args()
+    workers = [int(n) for n in args.workers.split(",")]
     from tests.servers import MariaDB, make_workdir
 
     base = make_workdir("mw-bench-policy-")
@@ -271,20 +319,24 @@ def main() -> int:
             stop(p)
         if "sqlite" not in args.skip:
             (base / "sqlite").mkdir()
-            p, port = start_policyd(base / "sqlite", f"sqlite:///{base}/sqlite/db.sqlite")
-            procs.append(p)
-            measure("sqlite", port, args.seconds, results)
-            stop(p)
+            cfg = prepare(base / "sqlite", f"sqlite:///{base}/sqlite/db.sqlite")
+            for n in workers:
+                p, port = start_policyd(base / "sqlite", cfg, n)
+                procs.append(p)
+                measure(label("sqlite", n), port, args.seconds, results)
+                stop(p)
         if "mariadb" not in args.skip:
             db = MariaDB(base)
             db.start()
             url = db.create_database("bench", "bench", "pw")
             (base / "maria").mkdir()
-            p, port = start_policyd(base / "maria", url)
-            procs.append(p)
-            measure("mariadb", port, args.seconds, results)
-            paced("mariadb", port, args.seconds, results)
-            stop(p)
+            cfg = prepare(base / "maria", url)
+            for n in workers:
+                p, port = start_policyd(base / "maria", cfg, n)
+                procs.append(p)
+                measure(label("mariadb", n), port, args.seconds, results)
+                paced(label("mariadb", n), port, args.seconds, results)
+                stop(p)
         if "postfwd" not in args.skip:
             _, port = start_postfwd(base)
             if port:
@@ -299,9 +351,10 @@ def main() -> int:
         if db is not None:
             db.stop()
         shutil.rmtree(base, ignore_errors=True)
-    if "echo" in results and "mariadb" in results:
-        ratio = results["mariadb"]["64"]["rps"] / results["echo"]["64"]["rps"]  # type: ignore[index]
-        print(f"mariadb/echo at 64 connections: {ratio:.0%}")
+    for name in results:
+        if name != "echo" and "echo" in results:
+            ratio = results[name]["64"]["rps"] / results["echo"]["64"]["rps"]  # type: ignore[index]
+            print(f"{name}/echo at 64 connections: {ratio:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

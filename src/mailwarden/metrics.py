@@ -119,6 +119,7 @@ class PolicyMetrics:
                 "mailwarden_policy_connections",
                 "Open client connections",
                 registry=registry,
+                multiprocess_mode="livesum",  # policyd --workers: the sum over live workers
             ),
         )
 

@@ -1,10 +1,12 @@
 """``mailwarden policyd``: wire the policy daemon together and run it until SIGTERM.
 
 Usage: ``mailwarden [--config PATH] policyd [--listen ADDR]... [--metrics HOST:PORT]
-[--log-level LEVEL]``, or ``python -m mailwarden.policyd`` with the same options.
-``ADDR`` is ``HOST:PORT`` (also ``inet:HOST:PORT``, ``[v6]:PORT``) or ``unix:/path``;
-``--listen`` replaces ``policy.listen`` from the config, ``--metrics`` replaces
-``metrics.listen`` (``none`` switches the endpoint off).
+[--workers N] [--log-level LEVEL]``, or ``python -m mailwarden.policyd`` with the same
+options. ``ADDR`` is ``HOST:PORT`` (also ``inet:HOST:PORT``, ``[v6]:PORT``) or
+``unix:/path``; ``--listen`` replaces ``policy.listen`` from the config, ``--metrics``
+replaces ``metrics.listen`` (``none`` switches the endpoint off). ``--workers N`` (N > 1)
+serves the same addresses from N pre-forked processes (see ``policyd.workers``); the
+parent then serves the metrics of all of them (prometheus_client multi-process mode).
 
 This is the only module that names the concrete classes (DESIGN §3.6): settings are
 loaded once and passed down. Readiness: the line ``policyd: listening on ...`` is logged
@@ -20,18 +22,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import values as prometheus_values
 
 from mailwarden import config
 from mailwarden.config import Settings
 from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import PolicyMetrics
+from mailwarden.policyd import workers
 from mailwarden.policyd.cache import TTLCache
 from mailwarden.policyd.checks import Engine
 from mailwarden.policyd.server import PolicyServer
@@ -86,11 +93,28 @@ async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str) 
     if metrics_listen and metrics_listen != "none":
         _, host, port = parse_listen(metrics_listen)
         start_http_server(port, host, registry=registry)
+    log.warning("policyd: listening on %s", ", ".join(listen))
+    return await _serve(server, servers)
+
+
+async def aworker(settings: Settings, sockets: Sequence[socket.socket]) -> int:
+    """One pre-forked worker (``--workers``): serve the sockets its parent bound."""
+    server = build(settings, CollectorRegistry())  # multi-process metrics: see _supervise
+    servers = []
+    for sock in sockets:
+        if sock.family == socket.AF_UNIX:
+            srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=2**20)
+        else:
+            srv = await asyncio.start_server(server.handle, sock=sock, limit=2**20)
+        servers.append(srv)
+    return await _serve(server, servers)
+
+
+async def _serve(server: PolicyServer, servers: Sequence[asyncio.AbstractServer]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.warning("policyd: listening on %s", ", ".join(listen))
     await stop.wait()
     for srv in servers:
         srv.close()
@@ -99,11 +123,54 @@ async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str) 
     return 0
 
 
+def _supervise(settings: Settings, listen: Sequence[str], metrics_listen: str, n: int) -> int:
+    """Bind, fork ``n`` workers, serve the metrics of all of them, wait for SIGTERM."""
+    sockets = workers.bind([parse_listen(address) for address in listen], n)
+    metrics_dir = ""
+    if metrics_listen and metrics_listen != "none":
+        # prometheus_client's multi-process mode: every worker writes its samples to
+        # files in this directory; the parent's endpoint adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="mailwarden-policyd-metrics.")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    def work(socks: list[socket.socket]) -> int:
+        if metrics_dir:
+            prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        return asyncio.run(aworker(settings, socks))
+
+    def reaped(pid: int) -> None:
+        if metrics_dir:
+            multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+    supervisor = workers.Supervisor(sockets, work, on_exit=reaped)
+    try:
+        supervisor.start()
+        if metrics_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+            _, host, port = parse_listen(metrics_listen)
+            start_http_server(port, host, registry=registry)
+        log.warning("policyd: listening on %s (%d workers)", ", ".join(listen), n)
+        status = supervisor.wait()
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    log.warning("policyd: stopped")
+    return status
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen", action="append", metavar="ADDR", help="HOST:PORT or unix:/path (repeatable)"
     )
     parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint, or 'none'")
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve from N processes (one CPU each; default 1)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -112,16 +179,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
+    return int(text)
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    n = int(getattr(args, "workers", 1))
+    name = "%(name)s[%(process)d]" if n > 1 else "%(name)s"
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper()),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     listen = tuple(args.listen or settings.policy.listen)
     for address in listen:
         parse_listen(address)  # fail before binding anything
-    return asyncio.run(amain(settings, listen, args.metrics or settings.metrics.listen))
+    metrics_listen = args.metrics or settings.metrics.listen
+    if n > 1:
+        return _supervise(settings, listen, metrics_listen, n)
+    return asyncio.run(amain(settings, listen, metrics_listen))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

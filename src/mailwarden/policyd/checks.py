@@ -17,7 +17,7 @@ What runs when (each check can be switched off in ``policy.checks``):
                     rate limit that applies (the only place counters grow).
 anything else       no decision (DUNNO).
 
-Two passes: ``evaluate`` is first run in the event loop with ``Facts(cache_only=True)``;
+Two passes: ``evaluate`` is first run in the event loop with ``Facts`` without a transaction;
 a cache miss raises ``NeedStore`` and the server runs ``store_pass`` in a worker thread
 (one read transaction; rate counters in one write transaction). ``evaluate`` changes no
 state, so running it twice is harmless; the caller applies ``Decision.accept`` afterwards.
@@ -70,22 +70,20 @@ class Decision:
 class Facts:
     """Store lookups through the cache; without a transaction a miss raises NeedStore."""
 
-    def __init__(self, cache: TTLCache, tx: Tx | None, now: int, metrics: PolicyMetrics | None):
+    def __init__(self, cache: TTLCache, tx: Tx | None, now: int):
         self._cache, self._tx, self.now = cache, tx, now
-        # Label children resolved once per request, not per lookup (hot path).
-        self._hits = metrics.cache.labels(result="hit") if metrics is not None else None
-        self._misses = metrics.cache.labels(result="miss") if metrics is not None else None
+        # Counted here and added to the metric once per pass (``Engine._counted``):
+        # a Prometheus counter takes a lock on every ``inc``.
+        self.hits = self.misses = 0
 
     def _cached(self, key: Hashable, load: Callable[[Tx], Any]) -> Any:
         value = self._cache.get(key)
         if value is not MISSING:
-            if self._hits is not None:
-                self._hits.inc()
+            self.hits += 1
             return value
         if self._tx is None:
             raise NeedStore
-        if self._misses is not None:
-            self._misses.inc()
+        self.misses += 1
         value = load(self._tx)
         self._cache.put(key, value)
         return value
@@ -149,12 +147,15 @@ class Engine:
         self.db, self.cache, self.transactions = db, cache, transactions
         self.metrics = metrics
         self.clock = clock
+        # Label children resolved once, not per request (hot path).
+        self._hits = metrics.cache.labels(result="hit") if metrics is not None else None
+        self._misses = metrics.cache.labels(result="miss") if metrics is not None else None
 
     # -- the two passes ----------------------------------------------------------------
 
     def cache_pass(self, req: Request, now: int) -> Decision:
         """Decide from the cache alone; raises NeedStore on a miss or a counter write."""
-        decision = self.evaluate(req, Facts(self.cache, None, now, self.metrics))
+        decision = self._counted(req, Facts(self.cache, None, now))
         if decision.counts:
             raise NeedStore
         return decision
@@ -162,7 +163,7 @@ class Engine:
     def store_pass(self, req: Request, now: int) -> Decision:
         """Decide with the database (worker thread); count accepted mail."""
         with self.db.read() as tx:
-            decision = self.evaluate(req, Facts(self.cache, tx, now, self.metrics))
+            decision = self._counted(req, Facts(self.cache, tx, now))
         if decision.verdict.ok and decision.counts:
             recipients = self._recipients(req)
             with self.db.transaction() as tx:
@@ -171,6 +172,16 @@ class Engine:
                     rate_store.add_usage(tx, limit.key, limit.period, start, 1, recipients)
                     rate_store.drop_finished(tx, limit.key, limit.period, start)
         return decision
+
+    def _counted(self, req: Request, f: Facts) -> Decision:
+        """``evaluate``, then count its cache hits and misses (also when it raised)."""
+        try:
+            return self.evaluate(req, f)
+        finally:
+            if self._hits is not None and f.hits:
+                self._hits.inc(f.hits)
+            if self._misses is not None and f.misses:
+                self._misses.inc(f.misses)
 
     def apply(self, req: Request, decision: Decision) -> None:
         """Update the transaction after the answer is final (event loop)."""
@@ -292,18 +303,8 @@ class Engine:
         rows = f.rate_limits()
         if not rows:
             return []
-        out: list[ratelimit.Limit] = []
-        login = self._login(req.login)
-        if login:
-            fallback = login.rpartition("@")[2] or None
-            for period, (m, r) in sorted(ratelimit.select(rows, login, fallback).items()):
-                out.append(ratelimit.Limit(f"login:{login}", period, m, r))
-        scope = ratelimit.client_scope((row[0] for row in rows), req.client_address)
-        client = relaynet.parse_client(req.client_address)
-        if scope is not None and client is not None:
-            for period, (m, r) in sorted(ratelimit.select(rows, scope, None).items()):
-                out.append(ratelimit.Limit(f"client:{client}", period, m, r))
-        return [lim for lim in out if lim.max_messages > 0 or lim.max_recipients > 0]
+        # the same selection the milter uses to take refused mail back out
+        return ratelimit.applicable(rows, self._login(req.login), req.client_address)
 
     # -- DATA and END-OF-MESSAGE ---------------------------------------------------------
 

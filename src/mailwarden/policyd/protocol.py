@@ -26,7 +26,8 @@ Pure: no I/O, no clock, no logging.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from mailwarden.policyd.exim import EXIM, exim_line
 from mailwarden.verdict import Verdict
@@ -41,58 +42,52 @@ class ProtocolError(Exception):
     """The peer sent something that is not a policy request; close without replying."""
 
 
+def _number(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) < 19 else 0
+
+
+def _derived() -> Any:
+    return field(init=False, repr=False, compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One decoded request. Missing attributes read as ``""`` (or 0 for numbers)."""
+    """One decoded request. Missing attributes read as ``""`` (or 0 for numbers).
+
+    The attributes the checks use are read once, here: they are read a dozen times per
+    request, and a property per read was a tenth of a warm-cache request's CPU.
+    """
 
     attrs: Mapping[str, str]
+    exim: bool = _derived()
+    state: str = _derived()  # upper case: "RCPT", "DATA", "END-OF-MESSAGE"
+    instance: str = _derived()
+    context: str = _derived()  # policy_context, lower case
+    sender: str = _derived()
+    recipient: str = _derived()
+    client_address: str = _derived()
+    login: str = _derived()  # sasl_username
+    size: int = _derived()
+    recipient_count: int = _derived()
+
+    def __post_init__(self) -> None:
+        get, put = self.attrs.get, object.__setattr__
+        put(self, "exim", get("request") == EXIM)
+        put(self, "state", get("protocol_state", "").upper())
+        put(self, "instance", get("instance", ""))
+        put(self, "context", get("policy_context", "").lower())
+        put(self, "sender", get("sender", ""))
+        put(self, "recipient", get("recipient", ""))
+        put(self, "client_address", get("client_address", ""))
+        put(self, "login", get("sasl_username", ""))
+        put(self, "size", _number(get("size", "")))
+        put(self, "recipient_count", _number(get("recipient_count", "")))
 
     def get(self, name: str) -> str:
         return self.attrs.get(name, "")
 
     def number(self, name: str) -> int:
-        value = self.attrs.get(name, "")
-        return int(value) if value.isdigit() and len(value) < 19 else 0
-
-    @property
-    def exim(self) -> bool:
-        return self.attrs.get("request") == EXIM
-
-    @property
-    def state(self) -> str:
-        return self.get("protocol_state").upper()
-
-    @property
-    def instance(self) -> str:
-        return self.get("instance")
-
-    @property
-    def context(self) -> str:
-        return self.get("policy_context").lower()
-
-    @property
-    def sender(self) -> str:
-        return self.get("sender")
-
-    @property
-    def recipient(self) -> str:
-        return self.get("recipient")
-
-    @property
-    def client_address(self) -> str:
-        return self.get("client_address")
-
-    @property
-    def login(self) -> str:
-        return self.get("sasl_username")
-
-    @property
-    def size(self) -> int:
-        return self.number("size")
-
-    @property
-    def recipient_count(self) -> int:
-        return self.number("recipient_count")
+        return _number(self.attrs.get(name, ""))
 
 
 class Decoder:
@@ -111,43 +106,43 @@ class Decoder:
         return bool(self._buf) or self._lines > 0
 
     def feed(self, data: bytes) -> list[Request]:
-        self._buf += data
-        out: list[Request] = []
-        start = 0
-        while True:
-            end = self._buf.find(b"\n", start)
-            if end < 0:
-                break
-            request = self._line(bytes(self._buf[start:end]))
-            if request is not None:
-                out.append(request)
-            start = end + 1
-        del self._buf[:start]
-        if len(self._buf) > self._max_line:
+        buf = self._buf
+        buf += data
+        end = buf.rfind(b"\n")
+        if end < 0:
+            if len(buf) > self._max_line:
+                raise ProtocolError(f"line longer than {self._max_line} bytes")
+            return []
+        # Every complete line at once: one copy, one NUL scan, one UTF-8 decode per
+        # read, not per line (this codec is most of a warm-cache request's CPU).
+        chunk = bytes(buf[:end])
+        del buf[: end + 1]
+        if len(buf) > self._max_line:
             raise ProtocolError(f"line longer than {self._max_line} bytes")
-        return out
-
-    def _line(self, raw: bytes) -> Request | None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if len(raw) > self._max_line:
-            raise ProtocolError(f"line longer than {self._max_line} bytes")
-        if not raw:
-            return self._finish()
-        self._lines += 1
-        if self._lines > self._max_attributes:
-            raise ProtocolError(f"more than {self._max_attributes} attributes")
-        if b"\0" in raw:
+        if b"\0" in chunk:
             raise ProtocolError("NUL byte in request")
         try:
-            line = raw.decode("utf-8")
+            text = chunk.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("request is not valid UTF-8") from None
-        name, eq, value = line.partition("=")
-        if not eq or not name:
-            raise ProtocolError("attribute line without name=value")
-        self._attrs.setdefault(name, value)
-        return None
+        check_length = len(chunk) > self._max_line
+        out: list[Request] = []
+        for raw in text.split("\n"):
+            line = raw.removesuffix("\r")
+            if check_length and len(line.encode("utf-8")) > self._max_line:
+                raise ProtocolError(f"line longer than {self._max_line} bytes")
+            if not line:
+                out.append(self._finish())
+                continue
+            # One attribute; inline, not a method call: this loop runs ~12 times a request.
+            self._lines += 1
+            if self._lines > self._max_attributes:
+                raise ProtocolError(f"more than {self._max_attributes} attributes")
+            name, eq, value = line.partition("=")
+            if not eq or not name:
+                raise ProtocolError("attribute line without name=value")
+            self._attrs.setdefault(name, value)
+        return out
 
     def _finish(self) -> Request:
         attrs, self._attrs, self._lines = self._attrs, {}, 0
