@@ -1,7 +1,7 @@
 """Daemon and delivery subcommands: ``mailwarden lmtpd``, ``mailwarden deliver``.
 
 Each entry of ``DAEMONS`` adds one subcommand; its handler imports the daemon lazily,
-so ``mailwarden --help`` and the admin commands never load aiosmtpd or prometheus.
+so ``mailwarden --help`` and the admin commands never load prometheus.
 
 ``lmtpd``    the LMTP delivery server (``lda.lmtp``)
 ``deliver``  deliver one message from stdin, like ``mailwarden-lda`` (``lda.pipe``)
@@ -20,6 +20,12 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _octal(text: str) -> int:
     return int(text, 8)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text!r}")
+    return int(text)
 
 
 def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +56,13 @@ def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="BYTES",
         help="largest message accepted (advertised as SIZE)",
     )
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="processes serving connections (default 1; N > 1: one parent hands them out)",
+    )
     p.set_defaults(handler=cmd_lmtpd)
 
 
@@ -60,7 +73,9 @@ def cmd_lmtpd(ctx: Context, args: argparse.Namespace) -> int:
     for spec in listen:
         lmtp.parse_listen(spec)  # a bad address is an operator mistake: ValueError below
     metrics = ctx.settings.metrics.listen if args.metrics is None else args.metrics
-    return lmtp.main(ctx.settings, listen, metrics, args.socket_mode, args.max_size)
+    return lmtp.main(
+        ctx.settings, listen, metrics, args.socket_mode, args.max_size, workers=args.workers
+    )
 
 
 def register_deliver(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

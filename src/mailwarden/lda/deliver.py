@@ -162,6 +162,22 @@ class Deliverer:
             return Verdict("5.2.1", f"<{recipient}> Mailbox disabled"), None
         return OK, rcpt
 
+    def remembered(self, recipient: str) -> bool:
+        """True if ``recipient`` is a remembered active mailbox without a quota limit:
+        its RCPT answer is OK with no store or Maildir read (lmtpd answers it at once,
+        without a worker thread)."""
+        hit = self._recipients.get(recipient)
+        return (
+            hit is not None
+            and hit[0] > time.monotonic()
+            and not (hit[1].quota_bytes or hit[1].quota_messages)
+        )
+
+    def remembered_mailboxes(self) -> dict[int, store.Recipient]:
+        """The active mailboxes remembered now, by id (lmtpd's worker processes re-read
+        their ``maildirsize`` before writing ``quota_usage``)."""
+        return {rcpt.id: rcpt for _, rcpt in list(self._recipients.values())}
+
     def check_recipient(self, recipient: str) -> Verdict:
         """RCPT-time answer: unknown, disabled, or already full (never raises)."""
         try:

@@ -1,37 +1,44 @@
 """``mailwarden lmtpd``: the LMTP server (RFC 2033) in front of the delivery core.
 
 Usage: ``mailwarden [--config PATH] lmtpd [--listen unix:/path|HOST:PORT ...]
-[--metrics HOST:PORT] [--socket-mode 0666] [--max-size BYTES]``
+[--metrics HOST:PORT] [--socket-mode 0666] [--max-size BYTES] [--workers N]``
 
-Protocol (aiosmtpd's ``LMTP`` class with our handler):
+Protocol: our own sans-IO codec (``lda.lmtp_protocol``, where the rules are listed)
+behind a thin ``asyncio.Protocol`` (``lda.lmtp_connection``). aiosmtpd was used until its
+command loop became most of lmtpd's CPU per message (measured in docs/benchmarks.md).
     LHLO      advertises PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME, SMTPUTF8, SIZE
-    RCPT      checked at once (in a worker thread): 550 5.1.1 unknown, 550 5.2.1
-              disabled, 452 4.2.2 / 552 5.2.2 already full, 451 4.3.0 store down
-    DATA      ONE REPLY PER ACCEPTED RECIPIENT, in RCPT order (aiosmtpd sends only
-              what ``handle_DATA`` returns, so it returns the replies joined by CRLF);
-              deliveries of one message run in parallel worker threads. The size limit
-              is enforced here, per recipient (552 5.3.4), not by aiosmtpd, whose single
-              "552 too much data" would desynchronise an LMTP client. An exception while
-              delivering to one recipient answers that recipient 451 4.3.0; the others
-              keep their own outcome.
-    errors    anything unexpected in a hook answers 451 4.3.0 (``handle_exception``),
-              never aiosmtpd's default "500 Error" (a bounce).
+    RCPT      550 5.1.1 unknown, 550 5.2.1 disabled, 452 4.2.2 / 552 5.2.2 already full,
+              451 4.3.0 store down. A remembered active mailbox without quota limit is
+              answered at once on the event loop; other checks run in a worker thread.
+    DATA      ONE REPLY PER ACCEPTED RECIPIENT, in RCPT order; the deliveries of one
+              message run in parallel worker threads. Over ``--max-size``: 552 5.3.4
+              for each recipient. An exception while delivering to one recipient
+              answers that recipient 451 4.3.0; the others keep their own outcome.
+    errors    anything unexpected answers 451 4.3.0 (or 421 4.3.0 and closes the
+              connection when the session state is in doubt), never 5xx.
+    idle      a connection silent for ``IDLE_TIMEOUT`` seconds gets 421 4.4.2 and is closed.
 
 Listening: unix sockets (mode ``--socket-mode``, default 0666 so Postfix's ``lmtp``
 client — user postfix — can connect; protect the directory instead) and/or TCP on
 127.0.0.1. A stale socket file is replaced; a live one stops start-up.
-Store calls never run on the event loop (``asyncio.to_thread`` on a pool of
-``WORKERS`` threads). SIGTERM/SIGINT: stop accepting, let deliveries in progress
-finish (up to ``DRAIN_SECONDS``), write the pending ``quota_usage`` rows, remove the
-socket files, exit 0.
+Store and disk calls run in a pool of ``WORKERS`` threads (fsync releases the GIL).
+SIGTERM/SIGINT: stop accepting, let deliveries in progress finish (up to
+``DRAIN_SECONDS``), write the pending ``quota_usage`` rows, remove the socket files,
+exit 0.
+
+``--workers N`` (N > 1): a parent process binds the sockets and hands connections to N
+worker processes, each one of the above without listeners (``lda.lmtp_workers``; one
+process is one CPU because of the GIL).
 
 Throughput: ``quota_usage`` is written behind (``lda.usage.WriteBehindUsage``: coalesced
-per mailbox, one transaction at most every 0.5 s) and active mailboxes are remembered
-for ``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
+per mailbox, one transaction at most every 0.5 s; across workers
+``lmtp_workers.SharedUsage``) and active mailboxes are remembered for
+``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
 (file fsync + ``new/`` fsync) and no store write; see docs/benchmarks.md.
 
 Metrics (``--metrics``, default ``[metrics] listen``): ``metrics.LdaMetrics``, with the
-pipe-mode counter file folded in before every scrape (see ``lda.counters``).
+pipe-mode counter file folded in before every scrape (see ``lda.counters``); workers
+count through that file too.
 """
 
 from __future__ import annotations
@@ -43,34 +50,28 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiosmtpd.lmtp import LMTP
 from prometheus_client import CollectorRegistry
 
 from mailwarden.config import Settings
-from mailwarden.lda import counters
-from mailwarden.lda.deliver import Deliverer, to_lf
+from mailwarden.lda import counters, lmtp_workers
+from mailwarden.lda.deliver import Deliverer, Recorder
+from mailwarden.lda.lmtp_connection import Connection, Handler
 from mailwarden.lda.usage import WriteBehindUsage
 from mailwarden.metrics import LdaMetrics
 from mailwarden.store.db import Database
-from mailwarden.verdict import Verdict, tempfail
 
 log = logging.getLogger("mailwarden.lmtpd")
 
 WORKERS = 64
 RECIPIENT_TTL = 2.0
 DRAIN_SECONDS = 30.0
+IDLE_TIMEOUT = 300.0  # seconds without a byte from the client (aiosmtpd's default too)
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
 OUTCOMES = ("delivered", "junk", "discarded", "unknown", "quota", "loop", "tempfail", "rejected")
-
-
-def encode(verdict: Verdict, recipient: str) -> str:
-    """One LMTP reply line: ``250 2.0.0 <rcpt> Delivered``."""
-    text = verdict.text if f"<{recipient}>" in verdict.text else f"<{recipient}> {verdict.text}"
-    return f"{verdict.smtp_code} {verdict.dsn} {text}"
 
 
 class PromRecorder:
@@ -128,124 +129,6 @@ class _CounterFolder:
         return []
 
 
-class Handler:
-    """aiosmtpd hooks; every store or disk call runs in a worker thread."""
-
-    def __init__(self, deliverer: Deliverer, max_size: int) -> None:
-        self.deliverer = deliverer
-        self.max_size = max_size
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        head = [r for r in responses[:-1] if not r.startswith("250-SIZE")]
-        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", f"250-SIZE {self.max_size}"]
-        return [*head, *extra, "250 HELP"]
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 2.1.0 Ok"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        try:
-            verdict = await asyncio.to_thread(self.deliverer.check_recipient, address)
-        except Exception:
-            log.exception("rcpt=<%s>: unexpected error", address)
-            verdict = tempfail()
-        if not verdict.ok:
-            log.info("rcpt=<%s> refused dsn=%s %s", address, verdict.dsn, verdict.text)
-            return encode(verdict, address)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return f"250 2.1.5 <{address}> Ok"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        rcpts: list[str] = list(envelope.rcpt_tos)
-        data: bytes = envelope.original_content or b""
-        if len(data) > self.max_size:
-            too_big = Verdict("5.3.4", "Message too big for system")
-            return "\r\n".join(encode(too_big, r) for r in rcpts)
-        self.inflight += 1
-        self.idle.clear()
-        try:
-            body = to_lf(data)
-            sender = envelope.mail_from or ""
-            results = await asyncio.gather(*(self._deliver_one(sender, r, body) for r in rcpts))
-        finally:
-            self.inflight -= 1
-            if not self.inflight:
-                self.idle.set()
-        return "\r\n".join(encode(v, r) for v, r in zip(results, rcpts, strict=True))
-
-    async def _deliver_one(self, sender: str, rcpt: str, body: bytes) -> Verdict:
-        """One recipient's outcome; an exception is this recipient's 4.3.0 alone."""
-        try:
-            return await asyncio.to_thread(self.deliverer.deliver, sender, rcpt, body)
-        except Exception:
-            log.exception("deliver rcpt=<%s>: unexpected error", rcpt)
-            return tempfail()
-
-    async def handle_exception(self, error: Exception) -> str:
-        """aiosmtpd's last resort for a hook that raised: temporary, never its 500."""
-        log.error("lmtpd: unexpected error", exc_info=error)
-        return f"451 4.3.0 {tempfail().text}"
-
-
-# Characters of a dot-atom (RFC 5321 Atom, plus the dots between atoms).
-_ATEXT = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~."
-)
-
-
-def _dot_atom(text: str) -> bool:
-    return (
-        bool(text) and _ATEXT.issuperset(text) and ".." not in text and text[0] != "." != text[-1]
-    )
-
-
-def fast_addr(arg: str) -> tuple[str, str] | None:
-    """``<local@domain> rest`` with dot-atom local part and domain (what MTAs send):
-    (address, rest) exactly as aiosmtpd's parser returns them; None for anything else
-    (the caller falls back to that parser)."""
-    if not arg.startswith("<"):
-        return None
-    end = arg.find(">")
-    if end < 0:
-        return None
-    addr = arg[1:end]
-    local, at, domain = addr.rpartition("@")
-    rest = arg[end + 1 :].lstrip(" \t")  # the parser skips white space (and comments)
-    if not at or not _dot_atom(local) or not _dot_atom(domain) or rest.startswith("("):
-        return None
-    return addr, rest
-
-
-class _LMTP(LMTP):
-    # Postfix folds lines at 998 octets; allow longer ones from other clients instead of
-    # answering one "500 line too long" for all recipients.
-    line_length_limit = 1 << 16
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        # aiosmtpd 1.4 parses every MAIL/RCPT address with email._header_value_parser
-        # and builds a typing.Protocol class per call: the biggest CPU cost per message
-        # in lmtpd. Plain addresses take this shortcut (same result; tested against it).
-        found = fast_addr(arg)
-        if found is not None and not (
-            self.local_part_limit and len(found[0].rpartition("@")[0]) > self.local_part_limit
-        ):
-            return found
-        return super()._getaddr(arg)
-
-
 def parse_listen(spec: str) -> tuple[str, str, int]:
     """``unix:/p`` or ``/p`` -> ("unix", path, 0); ``HOST:PORT``/``inet:HOST:PORT`` -> inet."""
     if spec.startswith("unix:") or spec.startswith("/"):
@@ -256,7 +139,7 @@ def parse_listen(spec: str) -> tuple[str, str, int]:
     return "inet", host.strip("[]"), int(port)
 
 
-def _clear_stale(path: str) -> None:
+def clear_stale(path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -274,11 +157,20 @@ def _clear_stale(path: str) -> None:
     raise RuntimeError(f"another server is listening on {path}")
 
 
-async def _listen(factory: Callable[[], _LMTP], spec: str, mode: int) -> asyncio.AbstractServer:
+class _NoMetrics:
+    """A worker's recorder when no /metrics is served (nothing would read the file)."""
+
+    def record(self, outcome: str, nbytes: int, seconds: float, **flags: object) -> None:
+        pass
+
+
+async def _listen(
+    factory: Callable[[], Connection], spec: str, mode: int
+) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
     kind, where, port = parse_listen(spec)
     if kind == "unix":
-        _clear_stale(where)
+        clear_stale(where)
         os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
         server = await loop.create_unix_server(factory, where)
         os.chmod(where, mode)
@@ -316,21 +208,33 @@ async def serve(
     socket_mode: int = 0o666,
     max_size: int = DEFAULT_MAX_SIZE,
     ready: Callable[[], None] | None = None,
+    channel: socket.socket | None = None,
 ) -> None:
-    """Run lmtpd until SIGTERM/SIGINT (or until the task is cancelled)."""
+    """Run lmtpd until SIGTERM/SIGINT (or until the task is cancelled).
+
+    ``channel``: run as one of ``--workers`` (``lda.lmtp_workers``): no listeners and
+    no metrics server; serve the connections handed over ``channel``.
+    """
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(WORKERS, thread_name_prefix="lmtpd"))
-    registry = CollectorRegistry()
-    # The folder must be registered before the metrics: the registry collects in
-    # registration order, and the fold has to land before the counters are read.
-    folder = _CounterFolder(settings.lda.metrics_dir)
-    registry.register(folder)
-    recorder = PromRecorder(LdaMetrics.create(registry))
-    folder.recorder = recorder
-    _prepare_metrics_dir(settings)
-    folder.collect()  # deliveries made while lmtpd was down
     db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
-    usage = WriteBehindUsage(db)
+    recorder: Recorder
+    if channel is None:
+        prom, registry = _metrics_registry(settings)
+        recorder = prom
+        usage = WriteBehindUsage(db)
+    elif metrics_listen:  # the parent serves the metrics; workers count as the pipe LDA
+        recorder = counters.FileRecorder(settings.lda.metrics_dir)
+    else:
+        recorder = _NoMetrics()
+    if channel is not None:
+        lock = os.path.join(settings.lda.metrics_dir, lmtp_workers.LOCK_NAME)
+        usage = lmtp_workers.SharedUsage(
+            db,
+            lock,
+            settings.mail.root,
+            lambda: deliverer.remembered_mailboxes(),  # noqa: PLW0108 - built below
+        )
     usage.start()
     deliverer = Deliverer(
         settings,
@@ -342,40 +246,71 @@ async def serve(
     )
     handler = Handler(deliverer, max_size)
     hostname = socket.gethostname()
+    connections: set[Connection] = set()
 
-    def factory() -> _LMTP:
-        return _LMTP(
-            handler,
-            data_size_limit=None,
-            enable_SMTPUTF8=True,
-            hostname=hostname,
-            ident="mailwarden lmtpd",
-            loop=loop,
-        )
+    def factory() -> Connection:
+        return Connection(handler, hostname, connections, IDLE_TIMEOUT)
 
-    servers = [await _listen(factory, spec, socket_mode) for spec in listen]
-    _metrics(settings, metrics_listen, recorder, registry)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("lmtpd listening on %s", ", ".join(listen))
+    servers = [await _listen(factory, spec, socket_mode) for spec in listen]
+    if channel is None:
+        _metrics(settings, metrics_listen, prom, registry)
+        log.info("lmtpd listening on %s", ", ".join(listen))
+        waiting: Coroutine[Any, Any, Any] = stop.wait()
+    else:
+        waiting = lmtp_workers.receive_connections(channel, _adopter(factory), stop)
     if ready is not None:
         ready()
     try:
-        await stop.wait()
+        await waiting
     finally:
-        await _shutdown(servers, listen, handler)
+        await _shutdown(servers, listen, handler, connections)
         await asyncio.to_thread(usage.close)
         db.close()
 
 
+def _adopter(factory: Callable[[], Connection]) -> Callable[[socket.socket], None]:
+    """Serve a connection accepted elsewhere (a worker's, from the parent)."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[Any]] = set()
+
+    def adopt(sock: socket.socket) -> None:
+        task = loop.create_task(loop.connect_accepted_socket(factory, sock))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return adopt
+
+
+def _metrics_registry(settings: Settings) -> tuple[PromRecorder, CollectorRegistry]:
+    registry = CollectorRegistry()
+    # The folder must be registered before the metrics: the registry collects in
+    # registration order, and the fold has to land before the counters are read.
+    folder = _CounterFolder(settings.lda.metrics_dir)
+    registry.register(folder)
+    recorder = PromRecorder(LdaMetrics.create(registry))
+    folder.recorder = recorder
+    _prepare_metrics_dir(settings)
+    folder.collect()  # deliveries made while lmtpd was down
+    return recorder, registry
+
+
 async def _shutdown(
-    servers: list[asyncio.AbstractServer], listen: list[str], handler: Handler
+    servers: list[asyncio.AbstractServer],
+    listen: list[str],
+    handler: Handler,
+    connections: set[Connection],
 ) -> None:
     for server in servers:
         server.close()
+    for conn in list(connections):
+        conn.shut_down()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(handler.idle.wait(), DRAIN_SECONDS)
+    for conn in list(connections):  # idle, or mid-message: the client retries
+        conn.abort()
     for spec in listen:
         kind, where, _ = parse_listen(spec)
         if kind == "unix":
@@ -384,12 +319,46 @@ async def _shutdown(
     log.info("lmtpd stopped")
 
 
+async def _parent(
+    settings: Settings,
+    metrics_listen: str,
+    supervisor: lmtp_workers.Supervisor,
+    listeners: list[socket.socket],
+) -> None:
+    recorder, registry = _metrics_registry(settings)
+    _metrics(settings, metrics_listen, recorder, registry)
+    log.info("lmtpd listening with %d workers", supervisor.count)
+    await lmtp_workers.supervise(supervisor, listeners)
+
+
 def main(
-    settings: Settings, listen: list[str], metrics_listen: str, socket_mode: int, max_size: int
+    settings: Settings,
+    listen: list[str],
+    metrics_listen: str,
+    socket_mode: int,
+    max_size: int,
+    *,
+    workers: int = 1,
 ) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s mailwarden-lmtpd[%(process)d]: %(message)s"
     )
+    if workers > 1:
+        _prepare_metrics_dir(settings)  # the workers' lock file lives there
+        return lmtp_workers.run(
+            settings,
+            listen,
+            socket_mode,
+            workers,
+            worker_main=lambda channel: asyncio.run(
+                serve(
+                    settings, [], metrics_listen=metrics_listen, max_size=max_size, channel=channel
+                )
+            ),
+            parent_main=lambda sup, socks: asyncio.run(
+                _parent(settings, metrics_listen, sup, socks)
+            ),
+        )
     asyncio.run(
         serve(
             settings,
