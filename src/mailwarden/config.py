@@ -55,6 +55,8 @@ class LdaSettings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     metrics_dir: str = "/var/lib/mailwarden/metrics"
+    # lmtpd processes (``--workers``); the one setting for systemd and ``serve`` alike.
+    lmtp_workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class PolicySettings:
     cache_size: int = 10000
     max_recipients: int = 1000
     request_timeout: float = 10.0
+    workers: int = 1  # policyd processes (``--workers``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,8 @@ def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
     return value
 
 
+MAX_WORKERS = 64
+
 _CHOICES = {
     ("mail", "layout"): ("flat", "hashed"),
     ("mail", "password_scheme"): ("sha512-crypt", "argon2id"),
@@ -217,5 +222,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{s.source}: mail.root must be an absolute path")
     if not 0 <= s.mail.uid < 2**32 or not 0 <= s.mail.gid < 2**32:
         raise ConfigError(f"{s.source}: mail.uid and mail.gid must be valid ids")
+    for key, value in (
+        ("lda.lmtp_workers", s.lda.lmtp_workers),
+        ("policy.workers", s.policy.workers),
+    ):
+        if not 1 <= value <= MAX_WORKERS:
+            raise ConfigError(f"{s.source}: {key} must be 1..{MAX_WORKERS}")
     if any(not 0 < p <= 100 for p in s.mail.quota_warning_percent):
         raise ConfigError(f"{s.source}: mail.quota_warning_percent values must be 1..100")

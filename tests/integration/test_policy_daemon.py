@@ -159,20 +159,15 @@ def pool(workdir: Path) -> Iterator[tuple[Daemon, int, str, int]]:
     base.mkdir()
     url = f"sqlite:///{base}/db.sqlite"
     (base / "vmail").mkdir()
-    config = write_config(base / "policyd.toml", url, base / "vmail")
+    # two workers from the configuration ([policy] workers), as serve and systemd run it
+    config = write_config(base / "policyd.toml", url, base / "vmail", "[policy]\nworkers = 2\n")
     cli = Cli(config, url)
     cli.ok("db", "init")
     cli.ok("domain", "add", "example.test")
     cli.ok("user", "add", "alice@example.test", "--password-stdin", stdin="pw")
     port, metrics_port, sock = free_port(), free_port(), str(base / "policy.sock")
     args = ["--listen", f"unix:{sock}", "--metrics", f"127.0.0.1:{metrics_port}"]
-    daemon = start_daemon(
-        "policyd",
-        config,
-        f"127.0.0.1:{port}",
-        base / "workers.log",
-        args=[*args, "--workers", "2"],
-    )
+    daemon = start_daemon("policyd", config, f"127.0.0.1:{port}", base / "workers.log", args=args)
     wait_for(lambda: len(children(daemon.pid)) == 2)
     yield daemon, port, sock, metrics_port
     daemon.stop()

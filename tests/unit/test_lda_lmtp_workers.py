@@ -144,9 +144,9 @@ def _running(pid: int) -> bool:
 def test_workers_stop_when_the_parent_dies(env: Env, tmp_path: Path) -> None:
     sock = tmp_path / "lmtp.sock"
     log = tmp_path / "lmtpd.log"
-    daemon = start_daemon(
-        "lmtpd", env.cfg, f"unix:{sock}", log, args=["--workers", "2", "--metrics", ""]
-    )
+    # the number of workers from the configuration ([lda] lmtp_workers), as serve runs it
+    env.cfg.write_text(env.cfg.read_text().replace("[lda]\n", "[lda]\nlmtp_workers = 2\n"))
+    daemon = start_daemon("lmtpd", env.cfg, f"unix:{sock}", log, args=["--metrics", ""])
     deadline = time.monotonic() + 20
     while log.read_text().count("started") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

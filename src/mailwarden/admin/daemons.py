@@ -59,9 +59,10 @@ def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument(
         "--workers",
         type=_positive,
-        default=1,
+        default=None,
         metavar="N",
-        help="processes serving connections (default 1; N > 1: one parent hands them out)",
+        help="processes serving connections (default [lda] lmtp_workers, 1; "
+        "N > 1: one parent hands them out)",
     )
     p.set_defaults(handler=cmd_lmtpd)
 
@@ -74,7 +75,12 @@ def cmd_lmtpd(ctx: Context, args: argparse.Namespace) -> int:
         lmtp.parse_listen(spec)  # a bad address is an operator mistake: ValueError below
     metrics = ctx.settings.metrics.listen if args.metrics is None else args.metrics
     return lmtp.main(
-        ctx.settings, listen, metrics, args.socket_mode, args.max_size, workers=args.workers
+        ctx.settings,
+        listen,
+        metrics,
+        args.socket_mode,
+        args.max_size,
+        workers=args.workers or ctx.settings.lda.lmtp_workers,
     )
 
 

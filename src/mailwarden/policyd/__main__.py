@@ -167,9 +167,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_positive,
-        default=1,
+        default=None,
         metavar="N",
-        help="serve from N processes (one CPU each; default 1)",
+        help="serve from N processes (one CPU each; default [policy] workers, 1)",
     )
     parser.add_argument(
         "--log-level",
@@ -186,7 +186,7 @@ def _positive(text: str) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    n = int(getattr(args, "workers", 1))
+    n = int(getattr(args, "workers", None) or settings.policy.workers)
     name = "%(name)s[%(process)d]" if n > 1 else "%(name)s"
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper()),
