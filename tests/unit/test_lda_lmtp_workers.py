@@ -16,6 +16,7 @@ from mailwarden.core.delivery import Usage
 from mailwarden.lda import quota
 from mailwarden.lda.lmtp_workers import SharedUsage
 from mailwarden.lda.maildir import open_maildir
+from mailwarden.lda.usage import FreshUsage
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 from tests.daemons import start_daemon
@@ -63,6 +64,25 @@ def test_older_numbers_never_written_over_newer(env: Env, tmp_path: Path) -> Non
     second.flush()
     first.flush()  # late: writes what maildirsize says now, not its older numbers
     assert _row(env.db) == {"bytes": now[0], "messages": now[1], "warned_percent": 0}
+
+
+def test_one_process_writes_maildirsize_not_the_last_recorded_numbers(env: Env) -> None:
+    """Two deliveries to one mailbox finishing out of order in lmtpd's threads: the row
+    written follows maildirsize, not whichever thread called ``record`` last."""
+    rcpt = _alice(env)
+    usage = FreshUsage(env.db, str(env.root), lambda: {rcpt.id: rcpt})
+    for _ in range(2):
+        assert env.deliver() == "2.0.0"
+    now = _maildirsize(env)
+    usage.record(rcpt.id, Usage(*now, 0, 0), (90,))  # the later delivery's thread
+    usage.record(rcpt.id, Usage(now[0] - 100, now[1] - 1, 0, 0), (90,))  # the earlier one
+    usage.flush()
+    assert _row(env.db) == {"bytes": now[0], "messages": now[1], "warned_percent": 0}
+    # without a readable Maildir (mailbox not remembered) the recorded numbers are kept
+    gone = FreshUsage(env.db, str(env.root), dict)
+    gone.record(rcpt.id, Usage(5, 1, 0, 0), (90,))
+    gone.flush()
+    assert _row(env.db) == {"bytes": 5, "messages": 1, "warned_percent": 0}
 
 
 def test_a_warning_is_sent_by_one_worker_only(env: Env, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ exit 0.
 worker processes, each one of the above without listeners (``lda.lmtp_workers``; one
 process is one CPU because of the GIL).
 
-Throughput: ``quota_usage`` is written behind (``lda.usage.WriteBehindUsage``: coalesced
+Throughput: ``quota_usage`` is written behind (``lda.usage.FreshUsage``: coalesced
 per mailbox, one transaction at most every 0.5 s; across workers
 ``lmtp_workers.SharedUsage``) and active mailboxes are remembered for
 ``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
@@ -60,7 +60,7 @@ from mailwarden.config import Settings
 from mailwarden.lda import counters, lmtp_workers
 from mailwarden.lda.deliver import Deliverer, Recorder
 from mailwarden.lda.lmtp_connection import Connection, Handler
-from mailwarden.lda.usage import WriteBehindUsage
+from mailwarden.lda.usage import FreshUsage
 from mailwarden.metrics import LdaMetrics
 from mailwarden.store.db import Database
 
@@ -222,7 +222,11 @@ async def serve(
     if channel is None:
         prom, registry = _metrics_registry(settings)
         recorder = prom
-        usage = WriteBehindUsage(db)
+        usage = FreshUsage(
+            db,
+            settings.mail.root,
+            lambda: deliverer.remembered_mailboxes(),  # noqa: PLW0108 - built below
+        )
     elif metrics_listen:  # the parent serves the metrics; workers count as the pipe LDA
         recorder = counters.FileRecorder(settings.lda.metrics_dir)
     else:

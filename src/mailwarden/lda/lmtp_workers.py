@@ -39,12 +39,9 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from mailwarden import address
 from mailwarden.config import Settings
 from mailwarden.core.delivery import Usage, warning_due
-from mailwarden.lda import quota
-from mailwarden.lda.maildir import open_maildir
-from mailwarden.lda.usage import FLUSH_INTERVAL, WriteBehindUsage
+from mailwarden.lda.usage import FLUSH_INTERVAL, FreshUsage, Locate
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 
@@ -53,12 +50,11 @@ log = logging.getLogger("mailwarden.lmtpd")
 RESPAWN_SECONDS = 1.0
 LOCK_NAME = "lmtpd-usage.lock"
 
-Locate = Callable[[], dict[int, store.Recipient]]
 StartWorker = Callable[[socket.socket, socket.socket], int]  # (worker's end, parent's) -> pid
 
 
-class SharedUsage(WriteBehindUsage):
-    """``WriteBehindUsage`` for one of several worker processes (see the module doc)."""
+class SharedUsage(FreshUsage):
+    """``FreshUsage`` for one of several worker processes (see the module doc)."""
 
     def __init__(
         self,
@@ -68,10 +64,8 @@ class SharedUsage(WriteBehindUsage):
         locate: Locate,
         interval: float = FLUSH_INTERVAL,
     ) -> None:
-        super().__init__(db, interval)
+        super().__init__(db, mail_root, locate, interval)
         self.lock_path = lock_path
-        self.mail_root = mail_root
-        self.locate = locate
 
     @contextlib.contextmanager
     def _across_workers(self) -> Iterator[None]:
@@ -113,29 +107,6 @@ class SharedUsage(WriteBehindUsage):
         # The lock across workers is always taken before ``_write_lock`` (as in record).
         with self._across_workers():
             return super().flush()
-
-    def _write(self, batch: dict[int, tuple[int, int, int]]) -> int:
-        mailboxes = self.locate()
-        fresh = {i: self._current(mailboxes.get(i), row) for i, row in batch.items()}
-        return super()._write(fresh)
-
-    def _current(
-        self, rcpt: store.Recipient | None, row: tuple[int, int, int]
-    ) -> tuple[int, int, int]:
-        """The mailbox's numbers in ``maildirsize`` now; ``row`` if they cannot be read
-        (a mailbox no longer remembered: its newest delivery's numbers)."""
-        if rcpt is None:
-            return row
-        try:
-            path = address.maildir_path(self.mail_root, rcpt.maildir)
-            with open_maildir(self.mail_root, path, None) as box:
-                sf = quota.read(box)
-        except Exception as exc:  # noqa: BLE001 - the numbers of the delivery do
-            log.warning("quota_usage: cannot read maildirsize of %s: %s", rcpt.address, exc)
-            return row
-        if sf is None:
-            return row
-        return max(sf.bytes, 0), max(sf.messages, 0), int(time.time())
 
 
 # --- the parent ----------------------------------------------------------------------

@@ -31,6 +31,13 @@ then writes the warning message), or None.
     ``warned_percent`` itself (``store.delivery.record_usage_only``), so it cannot undo
     one.
 
+``FreshUsage`` (lmtpd)
+    ``WriteBehindUsage`` that writes, for each pending mailbox, the numbers its
+    ``maildirsize`` holds at write time rather than those computed at delivery time:
+    two deliveries to one mailbox that finish out of order could otherwise leave the
+    older numbers in ``quota_usage`` until the next delivery. ``lmtp_workers.SharedUsage``
+    adds a lock across processes for ``lmtpd --workers``.
+
 Threads: ``record`` is called from lmtpd's worker threads; everything shared is guarded
 by one lock, and writes (flushes and warning-state changes) by a second one so they
 reach the store in the order they were decided.
@@ -41,16 +48,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from mailwarden import address
 from mailwarden.core.delivery import Usage, warning_due
 from mailwarden.errors import StoreUnavailable
+from mailwarden.lda import quota
+from mailwarden.lda.maildir import open_maildir
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 
 log = logging.getLogger("mailwarden.lda")
 
 FLUSH_INTERVAL = 0.5
+
+# The mailboxes lmtpd remembers (id -> where their Maildir is): FreshUsage reads their
+# maildirsize when it writes.
+Locate = Callable[[], dict[int, store.Recipient]]
 
 
 class SyncUsage:
@@ -199,3 +213,37 @@ class WriteBehindUsage:
             except Exception as exc:  # noqa: BLE001 - that row is dropped
                 log.warning("quota_usage: dropping mailbox id %d: %s", mailbox_id, exc)
         return written
+
+
+class FreshUsage(WriteBehindUsage):
+    """Write-behind whose rows follow ``maildirsize`` in time (see the module doc)."""
+
+    def __init__(
+        self, db: Database, mail_root: str, locate: Locate, interval: float = FLUSH_INTERVAL
+    ) -> None:
+        super().__init__(db, interval)
+        self.mail_root = mail_root
+        self.locate = locate
+
+    def _write(self, batch: dict[int, tuple[int, int, int]]) -> int:
+        mailboxes = self.locate()
+        fresh = {i: self._current(mailboxes.get(i), row) for i, row in batch.items()}
+        return super()._write(fresh)
+
+    def _current(
+        self, rcpt: store.Recipient | None, row: tuple[int, int, int]
+    ) -> tuple[int, int, int]:
+        """The mailbox's numbers in ``maildirsize`` now; ``row`` if they cannot be read
+        (a mailbox no longer remembered: its newest delivery's numbers)."""
+        if rcpt is None:
+            return row
+        try:
+            path = address.maildir_path(self.mail_root, rcpt.maildir)
+            with open_maildir(self.mail_root, path, None) as box:
+                sf = quota.read(box)
+        except Exception as exc:  # noqa: BLE001 - the numbers of the delivery do
+            log.warning("quota_usage: cannot read maildirsize of %s: %s", rcpt.address, exc)
+            return row
+        if sf is None:
+            return row
+        return max(sf.bytes, 0), max(sf.messages, 0), int(time.time())
