@@ -64,7 +64,7 @@ def test_workers_option_refuses_nonsense(value: str) -> None:
     policyd_main.add_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--workers", value])
-    assert parser.parse_args([]).workers == 1
+    assert parser.parse_args([]).workers is None  # then [policy] workers (default 1) applies
     assert parser.parse_args(["--workers", "4"]).workers == 4
 
 
