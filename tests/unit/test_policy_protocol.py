@@ -166,7 +166,7 @@ def test_bug_between_requests_answers_every_request(
     two = REQ.replace(b"\n\n", b"\ninstance=1\n\n") + REQ.replace(b"\n\n", b"\ninstance=2\n\n")
 
     async def session() -> bytes:
-        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        srv = await asyncio.get_running_loop().create_server(server.protocol, "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(two)

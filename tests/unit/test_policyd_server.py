@@ -35,7 +35,7 @@ def _server(tmp: Path, request_timeout: float, idle_timeout: float) -> PolicySer
 
 async def _closed_after(server: PolicyServer, data: bytes) -> float:
     """Seconds until the server closes a connection that sent ``data`` and then nothing."""
-    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    srv = await asyncio.get_running_loop().create_server(server.protocol, "127.0.0.1", 0)
     port = srv.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     loop = asyncio.get_running_loop()
@@ -68,3 +68,41 @@ def test_idle_connection_closed_quietly_after_idle_timeout(
         elapsed = asyncio.run(_closed_after(server, b""))
     assert 0.6 <= elapsed < 2
     assert "incomplete request" not in caplog.text
+
+
+REQUEST = (
+    b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+    b"client_address=192.0.2.1\nsender=a@outside.test\nrecipient=%s@example.test\n"
+    b"instance=%s\n\n"
+)
+
+
+async def _exchange(server: PolicyServer, data: bytes) -> bytes:
+    """Send ``data``, half-close (as Exim's readsocket does), read until EOF."""
+    srv = await asyncio.get_running_loop().create_server(server.protocol, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    writer.write_eof()
+    async with asyncio.timeout(20):
+        reply = await reader.read()
+    writer.close()
+    srv.close()
+    return reply
+
+
+def test_half_closed_client_gets_the_store_answer_then_eof(tmp_path: Path) -> None:
+    # The database does not exist: the store pass fails, the answer is the 4.3.0 defer,
+    # written by the task that waited for the store, and only then the connection closes.
+    server = _server(tmp_path, request_timeout=5, idle_timeout=30)
+    reply = asyncio.run(_exchange(server, REQUEST % (b"x", b"1")))
+    assert reply.startswith(b"action=DEFER_IF_PERMIT 4.3.0 ") and reply.endswith(b"\n\n")
+    assert server.open == 0
+
+
+def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
+    server = _server(tmp_path, request_timeout=5, idle_timeout=30)
+    data = b"".join(REQUEST % (name, str(i).encode()) for i, name in enumerate([b"a", b"b", b"c"]))
+    reply = asyncio.run(_exchange(server, data))
+    assert reply.count(b"action=DEFER_IF_PERMIT 4.3.0") == 3, reply
+    assert reply.count(b"\n\n") == 3

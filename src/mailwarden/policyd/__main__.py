@@ -67,12 +67,13 @@ def parse_listen(text: str) -> tuple[str, str, int]:
 
 async def _listen(server: PolicyServer, address: str) -> asyncio.AbstractServer:
     kind, where, port = parse_listen(address)
+    loop = asyncio.get_running_loop()
     if kind == "tcp":
-        return await asyncio.start_server(server.handle, where, port, limit=2**20, backlog=1024)
+        return await loop.create_server(server.protocol, where, port, backlog=1024)
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(where).st_mode):
             os.unlink(where)  # a stale socket from an earlier run
-    srv = await asyncio.start_unix_server(server.handle, where, limit=2**20, backlog=1024)
+    srv = await loop.create_unix_server(server.protocol, where, backlog=1024)
     os.chmod(where, 0o666)  # noqa: S103 - smtpd runs as postfix, Exim as Debian-exim
     return srv
 
@@ -100,13 +101,13 @@ async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str) 
 async def aworker(settings: Settings, sockets: Sequence[socket.socket]) -> int:
     """One pre-forked worker (``--workers``): serve the sockets its parent bound."""
     server = build(settings, CollectorRegistry())  # multi-process metrics: see _supervise
-    servers = []
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.AbstractServer] = []
     for sock in sockets:
         if sock.family == socket.AF_UNIX:
-            srv = await asyncio.start_unix_server(server.handle, sock=sock, limit=2**20)
+            servers.append(await loop.create_unix_server(server.protocol, sock=sock))
         else:
-            srv = await asyncio.start_server(server.handle, sock=sock, limit=2**20)
-        servers.append(srv)
+            servers.append(await loop.create_server(server.protocol, sock=sock))
     return await _serve(server, servers)
 
 

@@ -27,10 +27,11 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
+from typing import Any, cast
 
 from mailwarden.errors import StoreError
 from mailwarden.metrics import PolicyMetrics
@@ -86,57 +87,9 @@ class PolicyServer:
         self._reading: dict[int, _Reading] = {}  # conn -> its read deadline
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one client connection until EOF, error or timeout."""
-        conn = next(self._ids)
-        if self.open >= self.max_connections:
-            log.warning("conn=%d refused: %d connections open", conn, self.open)
-            writer.close()
-            return
-        self.open += 1
-        self.metrics.connections.inc()
-        reading = self._reading[conn] = _Reading(conn, writer.transport)
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        try:
-            await self._serve(reading, reader, writer)
-        except (ConnectionError, OSError) as exc:
-            log.info("conn=%d closed by peer: %s", conn, exc)
-        except Exception:
-            log.exception("conn=%d closed: internal error", conn)
-        finally:
-            del self._reading[conn]
-            self.open -= 1
-            self.metrics.connections.dec()
-            writer.close()
-
-    async def _serve(
-        self, reading: _Reading, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        conn = reading.conn
-        decoder = Decoder()
-        instance = ""
-        loop = asyncio.get_running_loop()
-        while True:
-            reading.pending = pending = decoder.pending
-            reading.deadline = loop.time() + (
-                self.request_timeout if pending else self.idle_timeout
-            )
-            data = await reader.read(READ_SIZE)  # b"" also when _sweep closed it
-            reading.deadline = math.inf  # answering is bounded by decide(), not here
-            if not data:
-                return
-            try:
-                requests = decoder.feed(data)
-            except ProtocolError as exc:
-                log.warning("conn=%d closed without reply: malformed request: %s", conn, exc)
-                return
-            for req in requests:
-                if instance and req.instance != instance:
-                    self._drop(instance)  # that transaction ended
-                instance = req.instance
-                writer.write(await self.answer(req))
-            await writer.drain()
+    def protocol(self) -> asyncio.Protocol:
+        """A protocol for one client connection (``loop.create_server(server.protocol)``)."""
+        return _Connection(self)
 
     async def _sweep(self) -> None:
         """Close the connections whose read deadline has passed, until none is open.
@@ -167,10 +120,25 @@ class PolicyServer:
         except Exception:
             log.exception("transaction bookkeeping failed")
 
+    def answer_now(self, req: Request) -> bytes | None:
+        """The encoded reply when the cache decides ``req`` (no thread hop, no await);
+        None when the store is needed (then ``answer``)."""
+        started = time.perf_counter()
+        try:
+            decision = self.engine.cache_pass(req, int(self.engine.clock()))
+        except NeedStore:
+            return None
+        except Exception:
+            log.exception("policy check failed")
+            decision = Decision(tempfail("Policy service error, try again later"))
+        return self._reply(req, decision, started)
+
     async def answer(self, req: Request) -> bytes:
         """Decide ``req`` and return the encoded reply; never raises (4.3.0 on a bug)."""
         started = time.perf_counter()
-        decision = await self.decide(req)
+        return self._reply(req, await self.decide(req), started)
+
+    def _reply(self, req: Request, decision: Decision, started: float) -> bytes:
         try:
             self.engine.apply(req, decision)
         except Exception:
@@ -236,3 +204,138 @@ class PolicyServer:
                 text,
                 elapsed * 1000,
             )
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: bytes in, replies out, in request order.
+
+    A plain ``asyncio.Protocol`` rather than streams: a warm-cache request is decided
+    and answered inside ``data_received`` (no ``StreamReader`` future per read, no
+    coroutine per request). A request that needs the store pauses reading and is
+    answered by a task; the requests behind it wait in order. Malformed input closes the
+    connection without a reply; EOF from the client (Exim's half-close) closes it once
+    every reply is written.
+    """
+
+    def __init__(self, server: PolicyServer) -> None:
+        self.server = server
+        self.decoder = Decoder()
+        self.queue: deque[Request] = deque()
+        self.instance = ""
+        self.busy = False  # a request is with the store
+        self.eof = False
+        self.closed = False
+        self.transport: asyncio.Transport | None = None
+        self.reading: _Reading | None = None
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self.server
+        self.transport = cast(asyncio.Transport, transport)
+        conn = next(server._ids)
+        if server.open >= server.max_connections:
+            log.warning("conn=%d refused: %d connections open", conn, server.open)
+            self.closed = True
+            self.transport.close()
+            return
+        server.open += 1
+        server.metrics.connections.inc()
+        self.reading = server._reading[conn] = _Reading(conn, self.transport)
+        self._arm()
+        if server._sweeper is None or server._sweeper.done():
+            server._sweeper = asyncio.get_running_loop().create_task(server._sweep())
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.reading is None:
+            return
+        try:
+            requests = self.decoder.feed(data)
+        except ProtocolError as exc:
+            log.warning(
+                "conn=%d closed without reply: malformed request: %s", self.reading.conn, exc
+            )
+            self._close()
+            return
+        self.queue.extend(requests)
+        self._pump()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.busy and not self.queue:
+            self._close()
+        return True  # we close, after the last reply
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reading, self.reading = self.reading, None
+        if reading is None:
+            return
+        if exc is not None:
+            log.info("conn=%d closed by peer: %s", reading.conn, exc)
+        server = self.server
+        server._reading.pop(reading.conn, None)
+        server.open -= 1
+        server.metrics.connections.dec()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()  # a client that does not read gets no more
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.busy and not self.closed:
+            self.transport.resume_reading()
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Answer queued requests in order until one needs the store."""
+        assert self.transport is not None and self.reading is not None
+        self.reading.deadline = math.inf  # answering is bounded by decide(), not here
+        try:
+            while self.queue and not self.busy and not self.closed:
+                req = self.queue.popleft()
+                self._next_instance(req)
+                reply = self.server.answer_now(req)
+                if reply is None:
+                    self.busy = True
+                    self.transport.pause_reading()
+                    asyncio.get_running_loop().create_task(self._slow(req))
+                    return
+                self.transport.write(reply)
+        except Exception:
+            log.exception("conn=%d closed: internal error", self.reading.conn)
+            self._close()
+            return
+        if self.eof and not self.queue:
+            self._close()
+        else:
+            self._arm()
+
+    async def _slow(self, req: Request) -> None:
+        reply = await self.server.answer(req)  # never raises
+        self.busy = False
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(reply)
+        self.transport.resume_reading()
+        self._pump()
+
+    def _next_instance(self, req: Request) -> None:
+        if self.instance and req.instance != self.instance:
+            self.server._drop(self.instance)  # that transaction ended
+        self.instance = req.instance
+
+    def _arm(self) -> None:
+        """The read deadline: request_timeout inside a request, else idle_timeout."""
+        reading = self.reading
+        if reading is None:
+            return
+        reading.pending = pending = self.decoder.pending
+        timeout = self.server.request_timeout if pending else self.server.idle_timeout
+        reading.deadline = asyncio.get_running_loop().time() + timeout
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()  # what is already written still goes out
