@@ -99,16 +99,20 @@ CF
   postfix_certificate
 }
 
+self_signed() {  # self_signed SERVER CERT KEY: a 10-year certificate for mx.$DOMAIN
+  say "$1 has no TLS certificate: creating a self-signed one for mx.$DOMAIN"
+  install -d -m 0700 "$(dirname "$2")" "$(dirname "$3")"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.$DOMAIN" \
+    -keyout "$3" -out "$2" 2>/dev/null
+  chmod 0600 "$3"
+}
+
 postfix_certificate() {
   # SMTP AUTH is offered only after STARTTLS (contrib/postfix/main.cf.sasl): without a
   # certificate mail clients could not log in. A self-signed one until a real one is set.
   [ -n "$(postconf -h smtpd_tls_cert_file)" ] && return 0
   local dir=/etc/postfix/mailwarden-tls
-  say "Postfix has no TLS certificate: creating a self-signed one for mx.$DOMAIN"
-  install -d -m 0700 "$dir"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.$DOMAIN" \
-    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-  chmod 0600 "$dir/key.pem"
+  self_signed Postfix "$dir/cert.pem" "$dir/key.pem"
   postconf -e "smtpd_tls_cert_file = $dir/cert.pem" "smtpd_tls_key_file = $dir/key.pem" \
     'smtpd_tls_security_level = may'
 }
@@ -155,11 +159,7 @@ dovecot_certificate() {
   # A self-signed certificate keeps IMAP/POP3 STARTTLS working until a real one is set.
   local dir=/etc/dovecot/private
   [ -s "$dir/dovecot.pem" ] && [ -s "$dir/dovecot.key" ] && return 0
-  say "Dovecot has no TLS certificate: creating a self-signed one for mx.$DOMAIN"
-  install -d -m 0700 "$dir"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.$DOMAIN" \
-    -keyout "$dir/dovecot.key" -out "$dir/dovecot.pem" 2>/dev/null
-  chmod 0600 "$dir/dovecot.key"
+  self_signed Dovecot "$dir/dovecot.pem" "$dir/dovecot.key"
 }
 
 start_mail_servers() {

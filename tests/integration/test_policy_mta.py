@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, write_config
+from tests.contrib import main_cf_settings
 from tests.daemons import start_daemon
 
 pytestmark = pytest.mark.integration
@@ -123,18 +124,7 @@ def env(mariadb: object) -> Iterator[dict[str, object]]:
 def postfix_settings(port: int) -> dict[str, str]:
     """contrib/postfix/main.cf.policy, pointed at the test daemon, plus XCLIENT."""
     text = (CONTRIB / "postfix" / "main.cf.policy").read_text()
-    text = text.replace("inet:127.0.0.1:10040", f"inet:127.0.0.1:{port}")
-    settings: dict[str, str] = {}
-    key = ""
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if line[0].isspace() and key:
-            settings[key] += " " + line.strip()
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip()
-        settings[key] = value.strip()
+    settings = main_cf_settings(text.replace("inet:127.0.0.1:10040", f"inet:127.0.0.1:{port}"))
     settings["smtpd_authorized_xclient_hosts"] = "127.0.0.0/8"
     # accepted mail is dropped here (nothing leaves the machine): with the error:
     # transports of the test instance smtpd would refuse every RCPT itself

@@ -18,6 +18,7 @@ from mailwarden.policyd.server import PolicyServer
 from mailwarden.policyd.state import Transactions
 from mailwarden.store.db import Database
 from mailwarden.verdict import OK, Verdict, tempfail
+from tests.unit.test_policyd_server import exchange
 
 REQ = b"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=a@b.test\n\n"
 
@@ -165,17 +166,5 @@ def test_bug_between_requests_answers_every_request(
     monkeypatch.setattr(server.engine.transactions, "drop", boom)
     two = REQ.replace(b"\n\n", b"\ninstance=1\n\n") + REQ.replace(b"\n\n", b"\ninstance=2\n\n")
 
-    async def session() -> bytes:
-        srv = await asyncio.get_running_loop().create_server(server.protocol, "127.0.0.1", 0)
-        port = srv.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(two)
-        writer.write_eof()
-        async with asyncio.timeout(10):
-            data = await reader.read()
-        writer.close()
-        srv.close()
-        return data
-
-    replies = asyncio.run(session()).split(b"\n\n")
+    replies = asyncio.run(exchange(server, two)).split(b"\n\n")
     assert [r[:28] for r in replies] == [b"action=DEFER_IF_PERMIT 4.3.0"] * 2 + [b""]

@@ -77,7 +77,7 @@ REQUEST = (
 )
 
 
-async def _exchange(server: PolicyServer, data: bytes) -> bytes:
+async def exchange(server: PolicyServer, data: bytes) -> bytes:
     """Send ``data``, half-close (as Exim's readsocket does), read until EOF."""
     srv = await asyncio.get_running_loop().create_server(server.protocol, "127.0.0.1", 0)
     port = srv.sockets[0].getsockname()[1]
@@ -95,7 +95,7 @@ def test_half_closed_client_gets_the_store_answer_then_eof(tmp_path: Path) -> No
     # The database does not exist: the store pass fails, the answer is the 4.3.0 defer,
     # written by the task that waited for the store, and only then the connection closes.
     server = _server(tmp_path, request_timeout=5, idle_timeout=30)
-    reply = asyncio.run(_exchange(server, REQUEST % (b"x", b"1")))
+    reply = asyncio.run(exchange(server, REQUEST % (b"x", b"1")))
     assert reply.startswith(b"action=DEFER_IF_PERMIT 4.3.0 ") and reply.endswith(b"\n\n")
     assert server.open == 0
 
@@ -103,6 +103,6 @@ def test_half_closed_client_gets_the_store_answer_then_eof(tmp_path: Path) -> No
 def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
     server = _server(tmp_path, request_timeout=5, idle_timeout=30)
     data = b"".join(REQUEST % (name, str(i).encode()) for i, name in enumerate([b"a", b"b", b"c"]))
-    reply = asyncio.run(_exchange(server, data))
+    reply = asyncio.run(exchange(server, data))
     assert reply.count(b"action=DEFER_IF_PERMIT 4.3.0") == 3, reply
     assert reply.count(b"\n\n") == 3

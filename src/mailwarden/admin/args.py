@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Callable
 from typing import TypeAlias, TypeVar
 
+from mailwarden.config import MAX_WORKERS
 from mailwarden.errors import UsageError
 
 T = TypeVar("T")
@@ -36,3 +37,13 @@ def option_value(parse: Callable[[str], T], text: str, option: str) -> T:
         return parse(text)
     except UsageError as exc:
         raise UsageError(f"{option}: {exc}") from None
+
+
+def processes(text: str) -> int:
+    """``--workers N`` of policyd and lmtpd: 1..``config.MAX_WORKERS``, like the
+    ``[policy] workers`` / ``[lda] lmtp_workers`` settings it overrides."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of processes 1..{MAX_WORKERS}, got {text!r}"
+        )
+    return int(text)

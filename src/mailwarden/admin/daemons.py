@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from mailwarden.admin.args import processes
 from mailwarden.admin.context import Context
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,12 +21,6 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _octal(text: str) -> int:
     return int(text, 8)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text!r}")
-    return int(text)
 
 
 def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,7 +53,7 @@ def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=processes,
         default=None,
         metavar="N",
         help="processes serving connections (default [lda] lmtp_workers, 1; "

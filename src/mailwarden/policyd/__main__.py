@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from prometheus_client import values as prometheus_values
 
 from mailwarden import config
+from mailwarden.admin.args import processes
 from mailwarden.config import Settings
 from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import PolicyMetrics
@@ -167,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint, or 'none'")
     parser.add_argument(
         "--workers",
-        type=_positive,
+        type=processes,
         default=None,
         metavar="N",
         help="serve from N processes (one CPU each; default [policy] workers, 1)",
@@ -178,12 +179,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("debug", "info", "warning", "error"),
         help="'info' logs one line per decision (default)",
     )
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
-    return int(text)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

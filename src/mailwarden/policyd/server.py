@@ -135,8 +135,14 @@ class PolicyServer:
 
     async def answer(self, req: Request) -> bytes:
         """Decide ``req`` and return the encoded reply; never raises (4.3.0 on a bug)."""
+        reply = self.answer_now(req)
+        return reply if reply is not None else await self.answer_from_store(req)
+
+    async def answer_from_store(self, req: Request) -> bytes:
+        """The reply for a request the cache could not decide (``answer_now`` gave None)."""
         started = time.perf_counter()
-        return self._reply(req, await self.decide(req), started)
+        decision = await self._store_decision(req, int(self.engine.clock()))
+        return self._reply(req, decision, started)
 
     def _reply(self, req: Request, decision: Decision, started: float) -> bytes:
         try:
@@ -155,15 +161,8 @@ class PolicyServer:
             log.exception("policy accounting failed")  # the reply still goes out
         return reply
 
-    async def decide(self, req: Request) -> Decision:
-        try:
-            now = int(self.engine.clock())
-            return self.engine.cache_pass(req, now)
-        except NeedStore:
-            pass
-        except Exception:
-            log.exception("policy check failed")
-            return Decision(tempfail("Policy service error, try again later"))
+    async def _store_decision(self, req: Request, now: int) -> Decision:
+        """``Engine.store_pass`` in a worker thread, bounded by ``request_timeout``."""
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(self.executor, self.engine.store_pass, req, now)
         try:
@@ -291,7 +290,7 @@ class _Connection(asyncio.Protocol):
     def _pump(self) -> None:
         """Answer queued requests in order until one needs the store."""
         assert self.transport is not None and self.reading is not None
-        self.reading.deadline = math.inf  # answering is bounded by decide(), not here
+        self.reading.deadline = math.inf  # answering is bounded by request_timeout, not here
         try:
             while self.queue and not self.busy and not self.closed:
                 req = self.queue.popleft()
@@ -313,7 +312,11 @@ class _Connection(asyncio.Protocol):
             self._arm()
 
     async def _slow(self, req: Request) -> None:
-        reply = await self.server.answer(req)  # never raises
+        try:
+            reply = await self.server.answer_from_store(req)
+        except Exception:  # answer_from_store answers 4.3.0 itself; this is a last resort
+            log.exception("policy request failed")
+            reply = encode(tempfail("Policy service error, try again later"), req)
         self.busy = False
         if self.closed or self.transport is None:
             return

@@ -32,7 +32,6 @@ def values(a: Answers) -> dict[str, str]:
         gid=a.mail_gid,
         dovecot_dir=a.dovecot_dir,
         postfix_dir=str(Path(a.postfix_dir) / "mailwarden"),
-        sasl_socket=str(Path(queue_directory(a.postfix_dir)) / "private" / "auth"),
     )
 
 
@@ -111,7 +110,9 @@ def master_cf(a: Answers, contrib: Path, current: str) -> str:
 def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
     """path -> (text, shared): shared files get a marker block, others are whole files."""
     dialect = parse_url(a.database_url).dialect
-    v = values(a)
+    # Only the SASL listener needs Postfix's queue directory: one postconf call, here.
+    sasl_socket = str(Path(queue_directory(a.postfix_dir)) / "private" / "auth")
+    v = values(a) | {"@SASL_SOCKET@": sasl_socket}
     d = Path(a.dovecot_dir)
     sql = render((contrib / f"dovecot/dovecot-sql.conf.ext.{dialect}").read_text(), v)
     auth = render((contrib / "dovecot/10-mailwarden-auth.conf").read_text(), v)
