@@ -117,12 +117,18 @@ def _domain(p: Probe) -> str:
     return str(local[0])
 
 
+def mailbox_password() -> str:
+    """A random password for a test mailbox. Never starts with ``-``: ``doveadm auth
+    test USER PASSWORD`` would read that as an option (token_urlsafe gives one in 64)."""
+    return "mw" + secrets.token_urlsafe(12)
+
+
 def create_accounts(p: Probe) -> str:
     domain = _domain(p)
     mail_settings = p.settings.mail
     for kind, extra in (("", []), ("full-", ["--quota", "1K"])):
         addr = f"mw-doctor-{kind}{p.token}@{domain}"
-        password = secrets.token_urlsafe(12)
+        password = mailbox_password()
         rel = address.maildir_relpath(address.parse_address(addr), mail_settings.layout)
         account = Account(addr, password, address.maildir_path(mail_settings.root, rel))
         p.cli("user", "add", addr, "--password-stdin", *extra, stdin=password + "\n")
