@@ -21,6 +21,7 @@ quickstart:
 install:
 	@command -v /usr/bin/python3 >/dev/null || { echo "install python3 first: apt-get install python3 python3-venv"; exit 1; }
 	@/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+	@$(VENV)/bin/python -c 'import Milter' 2>/dev/null || scripts/check-build-deps.sh
 	test -x $(VENV)/bin/python || /usr/bin/python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip >/dev/null
 	$(VENV)/bin/pip install -q .

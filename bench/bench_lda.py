@@ -252,7 +252,7 @@ def main() -> None:
     dovecot.start()
     env = dict(os.environ, PYTHONPATH=str(src))
     lmtpd = subprocess.Popen(
-        [sys.executable, "-m", "mailwarden", "--config", str(cfg), "lmtpd", "--metrics", ""]
+        [sys.executable, "-m", "mailwarden", "--config", str(cfg), "lmtpd", "--metrics", "none"]
         + (["--workers", str(args.workers)] if args.workers != 1 else []),
         env=env,
         stdout=open(base / "lmtpd.log", "ab"),  # noqa: SIM115

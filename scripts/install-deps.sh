@@ -9,7 +9,9 @@
 #   * the mail servers from Debian (Postfix, Dovecot, MariaDB, clamd, spamd, ...)
 #     installed but NOT started (policy-rc.d refuses service starts);
 #   * Exim 4.96 heavy unpacked (not installed: it conflicts with postfix) under
-#     $MAILWARDEN_EXIM_ROOT (default /opt/mailwarden-test/exim);
+#     $MAILWARDEN_EXIM_ROOT (default /opt/mailwarden-test/exim), with the shared
+#     libraries its package Depends on installed (libpq5, libgnutls-dane0, ...), so
+#     that `exim4 -bV` runs on a clean machine;
 #   * users vmail (uid/gid 5000) and Debian-exim (system user);
 #   * Dovecot 2.4 (Debian 13 "trixie") in a debootstrap chroot under
 #     $MAILWARDEN_DOVECOT24_ROOT, for contrib/dovecot/dovecot-2.4 (Debian 12 has 2.3);
@@ -38,7 +40,7 @@ APT_PACKAGES=(
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-mysql dovecot-sqlite
   mariadb-server clamav-daemon clamdscan spamassassin spamd spamc libmilter-dev swaks sqlite3
   courier-authdaemon courier-authlib-mysql courier-authlib-sqlite postfwd python3-venv
-  bc xxd libidn12 libspf2-2 build-essential python3-dev debootstrap openssl
+  bc xxd build-essential python3-dev debootstrap openssl
 )
 
 SUMMARY=()
@@ -77,26 +79,48 @@ install_apt() {
   SUMMARY+=("apt=$(elapsed "$t0")")
 }
 
+# The shared-library packages (lib*) among the Depends of the given .deb files: the
+# first of each set of alternatives, without version or architecture qualifiers.
+deb_library_depends() {
+  local deb
+  for deb in "$@"; do
+    dpkg-deb -f "$deb" Depends
+  done | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/:.*//' -e 's/[[:space:]]//g' |
+    grep '^lib' | sort -u
+}
+
 install_exim() {
-  local t0 tmp
+  local t0 tmp deps missing
   t0=$(now)
-  if [ -x "$EXIM_ROOT/usr/sbin/exim4" ]; then
+  # LIBDEPS lists what the unpacked packages need at run time (written at unpack time);
+  # an Exim unpacked before that file existed is unpacked again (about 2 s).
+  if [ -x "$EXIM_ROOT/usr/sbin/exim4" ] && [ -s "$EXIM_ROOT/LIBDEPS" ]; then
     SUMMARY+=("exim=present")
-    return
+  else
+    # exim4-daemon-heavy Conflicts with postfix (mail-transport-agent): unpack, don't
+    # install -- and then install its libraries ourselves, as apt would have.
+    tmp=$WORK/exim
+    mkdir -p "$tmp/debs" "$tmp/root"
+    (cd "$tmp/debs" && quiet apt-get download -qq exim4-daemon-heavy exim4-base)
+    for deb in "$tmp"/debs/*.deb; do
+      dpkg -x "$deb" "$tmp/root"
+    done
+    [ -x "$tmp/root/usr/sbin/exim4" ] || die "exim4 binary not found in the downloaded packages"
+    deb_library_depends "$tmp"/debs/*.deb >"$tmp/root/LIBDEPS"
+    [ -s "$tmp/root/LIBDEPS" ] || die "no library dependencies found in the Exim packages"
+    mkdir -p "$(dirname "$EXIM_ROOT")"
+    rm -rf "$EXIM_ROOT"
+    mv "$tmp/root" "$EXIM_ROOT"
+    chmod 755 "$EXIM_ROOT"
+    SUMMARY+=("exim=$(elapsed "$t0")")
   fi
-  # exim4-daemon-heavy Conflicts with postfix (mail-transport-agent): unpack, don't install.
-  tmp=$WORK/exim
-  mkdir -p "$tmp/debs" "$tmp/root"
-  (cd "$tmp/debs" && quiet apt-get download -qq exim4-daemon-heavy exim4-base)
-  for deb in "$tmp"/debs/*.deb; do
-    dpkg -x "$deb" "$tmp/root"
-  done
-  [ -x "$tmp/root/usr/sbin/exim4" ] || die "exim4 binary not found in the downloaded packages"
-  mkdir -p "$(dirname "$EXIM_ROOT")"
-  rm -rf "$EXIM_ROOT"
-  mv "$tmp/root" "$EXIM_ROOT"
-  chmod 755 "$EXIM_ROOT"
-  SUMMARY+=("exim=$(elapsed "$t0")")
+  mapfile -t deps <"$EXIM_ROOT/LIBDEPS"
+  export DEBIAN_FRONTEND=noninteractive
+  quiet apt-get install -y -qq --no-install-recommends "${deps[@]}"
+  missing=$(ldd "$EXIM_ROOT/usr/sbin/exim4" | awk '/not found/ { print $1 }' | tr '\n' ' ')
+  [ -z "$missing" ] || die "$EXIM_ROOT/usr/sbin/exim4 still lacks shared libraries: $missing"
+  quiet "$EXIM_ROOT/usr/sbin/exim4" -C /dev/null -bV ||
+    die "$EXIM_ROOT/usr/sbin/exim4 -bV fails (see above)"
 }
 
 install_dovecot24() {
@@ -193,9 +217,9 @@ main() {
 
   if [ "$python_only" = 0 ]; then
     install_apt
+    create_users # before Exim: its -bV check needs the Debian-exim user
     install_exim
     install_dovecot24
-    create_users
     cleanup_spamassassin
   fi
   install_python

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mailwarden quickstart: a fresh Debian 12 machine, as root, to a working mail system
+# mailwarden quickstart: a fresh Debian 12 (bookworm) or 13 (trixie) machine, as root,
+# to a working mail system
 # on the embedded SQLite default, ending with `mailwarden doctor` ("N passed, 0 failed").
 #
 #   scripts/quickstart.sh                   # domain example.test
@@ -13,8 +14,11 @@
 # Postfix and `mailwarden serve` started directly (no systemd needed), then doctor.
 #
 # Environment: DOMAIN (example.test), PREFIX (/opt/mailwarden), POSTMASTER
-# (postmaster@$DOMAIN). Re-running is safe: setup changes nothing the second time,
-# running servers are reloaded instead of started twice.
+# (postmaster@$DOMAIN), MAILNAME (the machine's own mail name for Debian's postfix
+# package: its FQDN, or mx.$DOMAIN when it has none; never $DOMAIN itself, which Debian
+# would put into mydestination, where local(8) bounces the hosted domain's mail).
+# Re-running is safe, also after an interrupted run: dpkg is finished first, setup
+# changes nothing the second time, running servers are reloaded instead of started twice.
 set -euo pipefail
 umask 022
 
@@ -35,6 +39,8 @@ APT_PACKAGES=(
   python3-venv python3-dev build-essential libmilter-dev
 )
 
+POLICY_MARK='# mailwarden quickstart: refuse service starts during apt-get'
+
 say() { printf 'quickstart: %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
@@ -48,17 +54,59 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   die "$what did not come up within ${limit}s"
 }
 
+check_release() {
+  # One line for a machine this quickstart was not made for, before anything changes.
+  local id="" version="" pretty=""
+  if [ -r /etc/os-release ]; then
+    id=$(. /etc/os-release && echo "${ID:-}")
+    version=$(. /etc/os-release && echo "${VERSION_ID:-}")
+    pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-}")
+  fi
+  case "$id:$version" in
+    debian:12 | debian:13) ;;
+    *) die "Debian 12 (bookworm) and 13 (trixie) are supported; this is ${pretty:-an unknown system}" ;;
+  esac
+}
+
+mail_name() {
+  # The machine's own mail name: its FQDN when it has one, else mx.$DOMAIN.
+  local name=${MAILNAME:-}
+  if [ -z "$name" ]; then
+    name=$(hostname --fqdn 2>/dev/null || hostname)
+    case "$name" in *.*) ;; *) name=mx.$DOMAIN ;; esac
+  fi
+  if [ "${name,,}" = "${DOMAIN,,}" ]; then
+    die "this machine's name is $DOMAIN, the domain to host: name it e.g. mx.$DOMAIN (hostname, /etc/hostname, /etc/hosts) or set MAILNAME=mx.$DOMAIN"
+  fi
+  printf '%s\n' "$name"
+}
+
+check_main_cf() {
+  # A main.cf Postfix cannot read: one line, before anything changes.
+  [ -s /etc/postfix/main.cf ] && command -v postconf >/dev/null || return 0
+  local why
+  if ! why=$(postconf -n 2>&1 >/dev/null); then
+    why=$(printf '%s\n' "$why" | grep 'fatal:' | tail -n 1)
+    die "/etc/postfix/main.cf is broken, fix it first: ${why#*fatal: }"
+  fi
+}
+
 install_packages() {
   export DEBIAN_FRONTEND=noninteractive
+  if [ -e /usr/sbin/policy-rc.d ] && grep -qF "$POLICY_MARK" /usr/sbin/policy-rc.d; then
+    rm -f /usr/sbin/policy-rc.d   # left by an interrupted run
+  fi
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     # Refuse service starts from postinst scripts; this script starts what it needs.
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   printf '%s\n' 'postfix postfix/main_mailer_type select Internet Site' \
-    "postfix postfix/mailname string $DOMAIN" | debconf-set-selections
-  say "installing Debian packages (${#APT_PACKAGES[@]})"
+    "postfix postfix/mailname string $MAILNAME" | debconf-set-selections
+  # An interrupted earlier run may have left packages unpacked but not configured.
+  dpkg --configure -a >/dev/null 2>&1 || true
+  say "installing Debian packages (${#APT_PACKAGES[@]}; mail name $MAILNAME)"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
   getent group vmail >/dev/null || groupadd -g 5000 vmail
@@ -73,7 +121,7 @@ install_mailwarden() {
   fi
   [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
   say "installing mailwarden into $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "$REPO[milter]"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${REPO}[milter]"
   ln -sf "$VENV/bin/mailwarden" /usr/local/bin/mailwarden
   ln -sf "$VENV/bin/mailwarden-lda" /usr/local/bin/mailwarden-lda
   rm -rf "$PREFIX/contrib" && cp -r "$REPO/contrib" "$PREFIX/contrib"
@@ -110,7 +158,12 @@ self_signed() {  # self_signed SERVER CERT KEY: a 10-year certificate for mx.$DO
 postfix_certificate() {
   # SMTP AUTH is offered only after STARTTLS (contrib/postfix/main.cf.sasl): without a
   # certificate mail clients could not log in. A self-signed one until a real one is set.
-  [ -n "$(postconf -h smtpd_tls_cert_file)" ] && return 0
+  # Debian's main.cf names the snakeoil certificate, which only the ssl-cert package
+  # (a Recommends) creates: a named file that is missing counts as none.
+  local cert key
+  cert=$(postconf -hx smtpd_tls_cert_file)
+  key=$(postconf -hx smtpd_tls_key_file)
+  [ -n "$cert" ] && [ -s "$cert" ] && { [ -z "$key" ] || [ -s "$key" ]; } && return 0
   local dir=/etc/postfix/mailwarden-tls
   self_signed Postfix "$dir/cert.pem" "$dir/key.pem"
   postconf -e "smtpd_tls_cert_file = $dir/cert.pem" "smtpd_tls_key_file = $dir/key.pem" \
@@ -164,6 +217,9 @@ dovecot_certificate() {
 
 start_mail_servers() {
   dovecot_certificate
+  # Debian 13's package leaves Postfix's queue directories to the first start; Dovecot's
+  # SASL listener lives in one of them (private/auth): create them first.
+  postfix check
   if [ -f /run/dovecot/master.pid ] && kill -0 "$(cat /run/dovecot/master.pid)" 2>/dev/null; then
     doveadm reload
   else
@@ -188,7 +244,9 @@ start_serve() {
 
 main() {
   [ "$(id -u)" = 0 ] || die "run as root"
-  [ -r /etc/debian_version ] || die "this quickstart is for Debian 12"
+  check_release
+  MAILNAME=$(mail_name)
+  check_main_cf
   install_packages
   install_mailwarden
   base_postfix_config

@@ -7,6 +7,19 @@
 ``MAILWARDEN_NO_SKIP=1`` (set by .ci/run) turns every skip into a failure: CI installs
 every server the suite needs, so a skipped integration test there means a missing
 install step, not a test that may be left out.
+
+The suite runs beside a live mail system (the quickstart's Postfix, Dovecot, clamd,
+spamd and ``mailwarden serve`` with ``/etc/mailwarden/mailwarden.toml``), so nothing a
+test starts may fall back on the machine's own configuration:
+
+* ``MAILWARDEN_CONFIG`` is set, for this process and every subprocess, to a file that
+  does not exist: a command or daemon started without ``--config`` fails with one line
+  instead of reading the system's configuration and database.
+* ``write_config`` gives every setting whose built-in default names a system service or
+  file (``[lda] lmtp_listen``/``sendmail``/``metrics_dir``, ``[milter] clamd``/``spamd``,
+  ``[metrics] listen``) a private value unless the test sets it (``PRIVATE_DEFAULTS``).
+* ``mailwarden_bin`` runs this venv's ``mailwarden``, never the quickstart's
+  ``/usr/local/bin/mailwarden``.
 """
 
 from __future__ import annotations
@@ -14,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +41,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+NO_CONFIG = "/nonexistent/mailwarden-tests-pass---config.toml"
+"""``$MAILWARDEN_CONFIG`` for the whole session: tests name their config with --config."""
+os.environ["MAILWARDEN_CONFIG"] = NO_CONFIG
 
 _counter = itertools.count()
 
@@ -84,10 +103,63 @@ class Cli:
         return r.err.strip()
 
 
+def private_defaults(path: Path) -> dict[str, dict[str, object]]:
+    """Values for the settings whose defaults are the machine's services and files.
+
+    lmtpd's hand-over socket and sendmail would give a test's mail to the system's
+    Postfix or lmtpd, the milter would scan with the system's clamd and spamd, metrics
+    would bind the port ``mailwarden serve`` holds (127.0.0.1:9190), and the LDA would
+    write its counters into ``/var/lib/mailwarden``. The scanners named here do not
+    exist, as on a machine without them; a test that scans names its own.
+    """
+    return {
+        "lda": {
+            "lmtp_listen": [],
+            "sendmail": "/nonexistent/sendmail",
+            "metrics_dir": str(path.parent / f"{path.stem}.lda-metrics"),
+        },
+        "milter": {
+            "clamd": "unix:/nonexistent/clamd.ctl",
+            "spamd": "unix:/nonexistent/spamd.sock",
+        },
+        "metrics": {"listen": "none"},
+    }
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"write_config cannot write {value!r}")
+
+
 def write_config(path: Path, url: str, mail_root: Path, extra: str = "") -> Path:
-    path.write_text(
+    """A mailwarden config for ``url`` and ``mail_root`` plus the TOML ``extra``.
+
+    Settings ``extra`` does not set get ``private_defaults``. An ``extra`` that is not
+    valid TOML (a test of the error) is written as it is.
+    """
+    text = (
         f'[database]\nurl = "{url}"\n[mail]\nroot = "{mail_root}"\nuid = 5000\ngid = 5000\n' + extra
     )
+    try:
+        data = tomllib.loads(text)
+        for section, values in private_defaults(path).items():
+            table = data.setdefault(section, {})
+            for key, value in values.items():
+                table.setdefault(key, value)
+        text = "".join(
+            f"[{section}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items())
+            for section, table in data.items()
+        )
+    except (tomllib.TOMLDecodeError, TypeError, AttributeError):
+        pass  # written as given: the test is about this file's error
+    path.write_text(text)
     return path
 
 
@@ -141,9 +213,13 @@ def cli(db_url: str, workdir: Path) -> Cli:
 
 
 def mailwarden_bin() -> list[str]:
-    """The installed console script if present, else ``python -m mailwarden``."""
-    exe = shutil.which("mailwarden")
-    return [exe] if exe else [sys.executable, "-m", "mailwarden"]
+    """This venv's console script if present, else ``python -m mailwarden``.
+
+    Not ``shutil.which``: on a machine with the quickstart that finds
+    ``/usr/local/bin/mailwarden``, the system's installed copy.
+    """
+    exe = Path(sys.executable).parent / "mailwarden"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mailwarden"]
 
 
 def run_bin(

@@ -9,6 +9,11 @@ SIGKILLs what is left; it returns the exit status.
 
 ``listen`` is what the daemon's ``--listen`` takes: ``unix:/path``, ``HOST:PORT`` or
 libmilter's ``inet:PORT@HOST``; readiness is probed on the same address.
+
+Without ``--metrics`` in ``args`` the daemon gets ``--metrics none``: its default,
+``[metrics] listen`` = 127.0.0.1:9190, is the port the quickstart's ``mailwarden serve``
+holds, and a daemon that cannot bind it dies (``Address already in use``). A test that
+reads metrics passes ``--metrics 127.0.0.1:<free port>``.
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ def start_daemon(
     if kind == "lmtpd":
         command.append("lmtpd")
     command += ["--listen", listen, *args]
+    if "--metrics" not in args:
+        command += ["--metrics", "none"]  # never the machine's 127.0.0.1:9190
     environ = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(

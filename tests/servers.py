@@ -206,6 +206,21 @@ def pid_alive(pid: int) -> bool:
     return state is not None and state[0] not in "ZX"
 
 
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of pid."""
+    children = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                data = Path(f"/proc/{entry.name}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            fields = data[data.rindex(")") + 2 :].split()  # state ppid ...
+            if int(fields[1]) == pid and fields[0] not in "ZX":
+                children.append(int(entry.name))
+    return children
+
+
 def session_members(sid: int) -> list[int]:
     """Live (non-zombie) processes of session sid."""
     members = []
@@ -1021,9 +1036,25 @@ smtputf8_enable = no
             _stop_daemon(pid, timeout)
 
     def reload(self, timeout: float = READY_TIMEOUT) -> None:
+        """``postfix reload``, then wait until every process of the old configuration is gone.
+
+        ``postfix reload`` only signals the master. Until the master has handled it, an
+        idle smtpd of the old configuration still takes the next connection and serves it
+        with the old settings (a replaced milter, say): on a busy machine that window is
+        long enough for the next test message. After a reload every child of the master
+        exits once it is idle, so the old ones are waited for.
+        """
+        master = self.master_pid()
+        old = set(_children(master)) if master is not None else set()
         self._postfix("reload")
         self._wait_ready(
-            "postfix after reload", lambda: port_open(self.smtp_port), timeout, lambda: self.running
+            "postfix after reload",
+            lambda: (
+                not old.intersection(_children(self.master_pid() or -1))
+                and port_open(self.smtp_port)
+            ),
+            timeout,
+            lambda: self.running,
         )
 
     def postmap_q(self, key: str, map_spec: str) -> str | None:

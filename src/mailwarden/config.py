@@ -9,12 +9,18 @@ explicitly) the embedded default is used: SQLite at ``/var/lib/mailwarden/mailwa
 
 Errors: ``ConfigError`` naming the file and the key for a missing named file, bad TOML,
 an unknown section or key, or a value of the wrong type or range.
+
+Metrics off: ``none`` is the one spelling, in ``[metrics] listen`` and in every daemon's
+``--metrics`` flag (``metrics_listen`` resolves the two). The empty string, lmtpd's
+spelling before 0.2, still means off but is deprecated: each daemon says so in one
+line on stderr when it starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,9 +105,12 @@ class MilterSettings:
     socket_mode: str = "0666"
 
 
+METRICS_OFF = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
-    listen: str = "127.0.0.1:9190"
+    listen: str = "127.0.0.1:9190"  # HOST:PORT, or METRICS_OFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +239,38 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{s.source}: {key} must be 1..{MAX_WORKERS}")
     if any(not 0 < p <= 100 for p in s.mail.quota_warning_percent):
         raise ConfigError(f"{s.source}: mail.quota_warning_percent values must be 1..100")
+    if s.metrics.listen not in (METRICS_OFF, "") and not is_host_port(s.metrics.listen):
+        raise ConfigError(
+            f"{s.source}: metrics.listen must be HOST:PORT or {METRICS_OFF!r} (off), "
+            f"got {s.metrics.listen!r}"
+        )
+
+
+def is_host_port(text: str) -> bool:
+    """``HOST:PORT`` or ``[V6]:PORT`` (an empty HOST is 127.0.0.1), port 1..65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    return ":" not in host or (host.startswith("[") and host.endswith("]"))
+
+
+def metrics_listen(flag: str | None, settings: Settings, prog: str) -> str | None:
+    """Where a daemon serves ``/metrics``: ``--metrics`` if given, else ``[metrics] listen``.
+
+    None when metrics are off (``none``). The deprecated empty spelling also means off;
+    it is reported as one line on stderr, prefixed with ``prog``.
+    """
+    value = (flag if flag is not None else settings.metrics.listen).strip()
+    if value == "":
+        if flag is not None:
+            how = f"--metrics '' is deprecated: write --metrics {METRICS_OFF}"
+        else:
+            how = (
+                f'{settings.source}: [metrics] listen = "" is deprecated: '
+                f'write listen = "{METRICS_OFF}"'
+            )
+        print(f"{prog}: {how} to switch metrics off", file=sys.stderr)
+        return None
+    if value == METRICS_OFF:
+        return None
+    return value

@@ -8,7 +8,7 @@ Sizes are binary (``1K`` = 1024 bytes) and durations accept ``s m h d w`` suffix
 bare number is seconds). Counts are whole numbers up to ``MAX_COUNT``; for sizes and counts
 that are limits, ``0`` means unlimited (``format_size_limit``, ``format_count_limit``).
 Dates are ISO 8601: ``YYYY-MM-DD`` or a date-time, in local time unless an offset is given.
-Times are shown as ISO 8601 in local time (``format_iso``) or as UTC (``format_utc``).
+Times are shown as ISO 8601 UTC (``format_iso``: ``2026-12-04T19:15:00Z``).
 
 Errors: ``UsageError`` naming the bad value (and the option, where one is passed in) and
 the accepted forms.
@@ -17,8 +17,7 @@ the accepted forms.
 from __future__ import annotations
 
 import re
-import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from mailwarden.errors import UsageError
@@ -137,14 +136,15 @@ def parse_when(text: str, option: str, *, end: bool = False) -> int:
 
 
 def format_iso(ts: int | None) -> str | None:
-    """UNIX seconds as ISO 8601 in local time with its offset; None stays None."""
+    """UNIX seconds as ISO 8601 UTC, ``2026-12-04T19:15:00Z``: the one form every admin
+    command prints a time in, JSON included; None stays None."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_utc(ts: int | None) -> str | None:
-    """UNIX seconds as ``YYYY-MM-DD HH:MM:SS UTC``; None and 0 (never) are None."""
+    """``format_iso`` for columns where 0 means never (``last_login``): None and 0 are None."""
     if not ts:
         return None
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    return format_iso(ts)

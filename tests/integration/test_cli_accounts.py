@@ -607,7 +607,7 @@ def test_forwards(cli: Cli) -> None:
     # refused commands left the previous forwards in place
     assert virtual(cli, f"bob@{D}") == ["bob@work.example"]
 
-    assert "removed 1 forward(s)" in cli.ok("forward", "clear", f"bob@{D}")
+    assert "removed 1 forward of" in cli.ok("forward", "clear", f"bob@{D}")
     assert virtual(cli, f"bob@{D}") == [f"bob@{D}"]
     shown = as_json(cli.ok("forward", "show", f"bob@{D}", "--json"))
     assert shown["forwards"] == [] and shown["keep_copy"] is False

@@ -36,7 +36,12 @@ from tests.servers import (
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 ENV = dict(os.environ, PYTHONPATH=SRC)
+ENV.pop("MAILWARDEN_CONFIG", None)  # setup on a fresh machine; other commands name --config
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+DEBIAN_MYDESTINATION = "$myhostname, example.test, vm, localhost.localdomain, localhost"
+FIXED_MYDESTINATION = "$myhostname, vm, localhost.localdomain, localhost"
 
 
 def mw(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -74,6 +79,8 @@ class Stack:
             str(self.postfix.config_dir),
             "--dovecot-conf",
             str(self.dovecot.conf_path),
+            "--clamd-conf",  # this test's clamd, not the machine's /etc/clamav/clamd.conf
+            str(self.clamd.conf_path),
             "--timeout",
             "40",
         )
@@ -112,6 +119,9 @@ def stack() -> Iterator[Stack]:
             # the test instance's error: transports would refuse that RCPT themselves
             "default_transport": "discard:doctor test",
             "relay_transport": "discard:doctor test",
+            # what Debian's postinst writes when the hosted domain is the debconf mail
+            # name (local_transport is error: here, so local(8)'s bounce shows as well)
+            "mydestination": DEBIAN_MYDESTINATION,
         }
         clamd, spamd, postfix = Clamd(base), Spamd(base), Postfix(base, main_cf_extra=tls)
         for server in (clamd, spamd, postfix):
@@ -155,6 +165,7 @@ def stack() -> Iterator[Stack]:
             f"127.0.0.1:{metrics}",
         )
         assert r.returncode == 0, r.stdout + r.stderr
+        assert postfix.postconf("-h", "mydestination").strip() == FIXED_MYDESTINATION
         sql = (dovecot_etc / "dovecot-mailwarden-sql.conf.ext").read_text()
         # setup wrote the SASL listener for this Postfix's queue directory
         sasl = (dovecot_etc / "conf.d/11-mailwarden-sasl.conf").read_text()
@@ -194,8 +205,11 @@ def test_doctor_all_passed(stack: Stack) -> None:
     r = stack.doctor()
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr + stack.postfix.log_tail()
-    assert r.stdout.strip().endswith("13 passed, 0 failed"), r.stdout
+    assert r.stdout.strip().endswith("14 passed, 0 failed"), r.stdout
     assert "ok    EICAR virus refused" in r.stdout
+    assert "ok    hosted domains in no other Postfix address class" in r.stdout
+    # the test mail was delivered, never bounced by local(8) (Debian's mydestination)
+    assert "status=bounced" not in stack.postfix.log_path.read_text(errors="replace")
     # the test mailboxes are gone again
     listing = mw("--config", str(stack.config), "user", "list")
     assert "mw-doctor" not in listing.stdout
@@ -272,3 +286,42 @@ def test_mail_the_milter_refuses_does_not_count_against_the_rate_limit(stack: St
         assert (stage, code) == ("RCPT", 450) and "4.7.1" in text, (stage, code, text)
     finally:
         s.close()
+
+
+def test_doctor_names_every_address_class_conflict(stack: Stack) -> None:
+    from mailwarden import config
+    from mailwarden.doctor.checks import Failed, Options, Probe, check_address_classes
+
+    probe = Probe(
+        config.load(str(stack.config)), Options(postfix_dir=str(stack.postfix.config_dir))
+    )
+    assert check_address_classes(probe).endswith("none in another class")
+    mw("--config", str(stack.config), "domain", "add", "backup.example", "--relay")
+    mailbox_domains = stack.postfix.postconf("-h", "virtual_mailbox_domains").strip()
+    alias_domains = stack.postfix.postconf("-h", "virtual_alias_domains").strip()
+    try:
+        stack.postfix.postconf(
+            "-e",
+            "mydestination = $myhostname, example.test, localhost",
+            f"virtual_alias_domains = {alias_domains}, backup.example",
+        )
+        with pytest.raises(Failed) as failed:
+            check_address_classes(probe)
+        why = str(failed.value)
+        assert (
+            "example.test (local) is in mydestination and virtual_mailbox_domains: "
+            "Postfix uses mydestination" in why
+        ), why
+        assert "backup.example (relay) is in virtual_alias_domains and relay_domains" in why
+        stack.postfix.postconf("-e", "virtual_mailbox_domains = example.org")
+        with pytest.raises(Failed) as failed:
+            check_address_classes(probe)
+        assert "example.test (local) is in mydestination:" in str(failed.value)
+    finally:
+        stack.postfix.postconf(
+            "-e",
+            f"mydestination = {FIXED_MYDESTINATION}",
+            f"virtual_alias_domains = {alias_domains}",
+            f"virtual_mailbox_domains = {mailbox_domains}",
+        )
+        mw("--config", str(stack.config), "domain", "remove", "backup.example")

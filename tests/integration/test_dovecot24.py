@@ -5,14 +5,15 @@ Dovecot 2.4.1) chroot with debootstrap under /opt/mailwarden-test/trixie
 (``MAILWARDEN_DOVECOT24_ROOT``). Dovecot runs inside it with the rendered contrib file and
 test listeners on 127.0.0.1 (the chroot shares the network), reading either a SQLite
 database inside the chroot or the test MariaDB over 127.0.0.1 (with an account that may
-only read ``dovecot_users`` and write ``dovecot_quota``, as contrib/README.md says), and a
-mail root inside the chroot; the mailwarden CLI and delivery agent on the host write the
-same files.
+only read ``dovecot_users`` and write ``dovecot_quota`` and ``dovecot_last_login``, as
+contrib/README.md says), and a mail root inside the chroot; the mailwarden CLI and
+delivery agent on the host write the same files.
 
 What it shows: the file parses (``doveconf``); a CLI-created user authenticates (and a
 wrong password or an IMAP-less group does not); mail delivered by ``mailwarden deliver``
 is read over IMAP and POP3; ``doveadm quota get`` reports what ``maildirsize`` holds; an
-IMAP expunge reaches ``quota_usage`` through quota_clone and the schema's triggers.
+IMAP expunge reaches ``quota_usage`` through quota_clone and the schema's triggers; IMAP
+and POP3 logins reach ``mailboxes.last_login`` through the last_login plugin.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def _dovecot_url(url: str, server: Any) -> str:
             f"CREATE OR REPLACE USER {account} IDENTIFIED BY '{password}'",
             f"GRANT SELECT ON `{db.database}`.`dovecot_users` TO {account}",
             f"GRANT SELECT, INSERT, UPDATE ON `{db.database}`.`dovecot_quota` TO {account}",
+            f"GRANT SELECT, INSERT, UPDATE ON `{db.database}`.`dovecot_last_login` TO {account}",
         ]
     server.execute(";\n".join(stmts) + ";")
     return f"mysql://{user}:{password}@{db.host}:{db.port}/{quote(db.database)}"
@@ -270,3 +272,49 @@ def test_quota_matches_maildirsize_and_expunge_reaches_quota_usage(stack: Stack)
     )
     assert (now["bytes"], now["messages"]) == maildirsize(stack)
     assert doveadm_quota(stack)["MESSAGE"] == 1
+
+
+def test_imap_and_pop3_logins_reach_last_login(stack: Stack) -> None:
+    """The last_login part of the file: each login protocol writes dovecot_last_login,
+    the schema 0005 triggers copy it into mailboxes.last_login, the CLI shows it."""
+    from tests.integration.test_dovecot_last_login import PAST, last_login, recorded
+
+    def plugins(protocol: str) -> str:
+        return stack.run(
+            "/usr/bin/doveconf", "-c", stack.conf, "-f", f"protocol={protocol}", "mail_plugins"
+        ).stdout
+
+    # Loaded for the login protocols only; imap_quota stays beside it.
+    assert "last_login = yes" in plugins("pop3")
+    assert {"imap_quota = yes", "last_login = yes"} <= set(
+        map(str.strip, plugins("imap").splitlines())
+    )
+    assert "last_login" not in plugins("lmtp") + plugins("doveadm")
+    with stack.db.transaction() as tx:
+        tx.execute("UPDATE mailboxes SET last_login = ?", (PAST,))
+    for service, login in (("imap", _imap_login), ("pop3", _pop3_login)):
+        start = int(time.time())
+        login(stack)
+        when = wait_for(
+            f"a {service} login in dovecot_last_login",
+            lambda s=service: (t := recorded(stack.db).get((USER, s))) and t >= start and t,
+        )
+        assert last_login(stack.db) == when <= time.time() + 1
+    assert last_login(stack.db, NOIMAP) == PAST  # nobody else's
+    shown = stack.cli.ok("user", "show", USER, "--json")
+    assert '"last_login": null' not in shown, shown
+
+
+def _imap_login(s: Stack) -> None:
+    with imaplib.IMAP4("127.0.0.1", s.imap_port, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        imap.logout()
+
+
+def _pop3_login(s: Stack) -> None:
+    pop = poplib.POP3("127.0.0.1", s.pop3_port, timeout=30)
+    try:
+        pop.user(USER)
+        pop.pass_(PASSWORD)
+    finally:
+        pop.quit()

@@ -104,7 +104,7 @@ def test_dialects_have_the_same_tables_and_columns(workdir: Any, mariadb: Any) -
     for name in a:
         assert a[name] == b[name], name
     assert {"domains", "mailboxes", "aliases", "dovecot_users", "postfix_virtual_alias"} <= set(a)
-    assert "dovecot_quota" in a
+    assert {"dovecot_quota", "dovecot_last_login"} <= set(a)
 
 
 def _triggers(db: Database) -> list[tuple[str, str, str]]:
@@ -136,6 +136,8 @@ def test_dialects_have_the_same_triggers(workdir: Any, mariadb: Any) -> None:
         _triggers(lite)
         == _triggers(my)
         == [
+            ("dovecot_last_login_after_insert", "dovecot_last_login", "INSERT"),
+            ("dovecot_last_login_after_update", "dovecot_last_login", "UPDATE"),
             ("dovecot_quota_after_insert", "dovecot_quota", "INSERT"),
             ("dovecot_quota_after_update", "dovecot_quota", "UPDATE"),
         ]

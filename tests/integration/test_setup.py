@@ -73,6 +73,7 @@ class Env:
 
     def run(self, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, PYTHONPATH=SRC)
+        env.pop("MAILWARDEN_CONFIG", None)  # a fresh machine has none; setup writes it
         if path is not None:
             env["PATH"] = path
         return subprocess.run(
@@ -184,6 +185,16 @@ def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
     assert conf.returncode == 0, conf.stderr
     assert f"unix_listener {env.postfix.queue_dir}/private/auth" in conf.stdout, conf.stdout
     assert "unix_listener auth-userdb" in conf.stdout, conf.stdout
+    # last_login (92-mailwarden-last-login.conf): IMAP and POP3 logins are recorded.
+    for protocol in ("imap", "pop3"):
+        plugins = subprocess.run(
+            ["doveconf", "-c", str(env.dovecot_dir / "dovecot.conf")]
+            + ["-f", f"protocol={protocol}", "-h", "mail_plugins"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "last_login" in plugins.stdout.split(), plugins.stdout + plugins.stderr
     assert env.mail_root.is_dir() and env.mail_root.stat().st_uid == 5000
     listing = env.run("--config", str(env.config), "alias", "list")
     assert "postmaster@example.org" in listing.stdout
@@ -312,3 +323,140 @@ def test_bad_domain(env: Env) -> None:
     before = env.snapshot()
     r = env.run(*env.args("--apply", "--domain", "not a domain"))
     _fails_cleanly(env, r, before)
+
+
+# --- Postfix address classes (issue 9): a hosted domain never stays in mydestination ---
+
+DEBIAN_MYDESTINATION = "$myhostname, example.test, vm, localhost.localdomain, localhost"
+
+
+def test_debian_postinst_mydestination_is_fixed_and_the_dry_run_shows_it(env: Env) -> None:
+    """What Debian's postinst writes when the hosted domain was the debconf mail name."""
+    env.postfix.postconf("-e", f"mydestination = {DEBIAN_MYDESTINATION}")
+    dry = env.run(*env.args("--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    fixed = "$myhostname, vm, localhost.localdomain, localhost"
+    assert f"postconf -c {env.postfix.config_dir} -e 'mydestination = {fixed}'" in dry.stdout
+    assert env.postconf("mydestination") == DEBIAN_MYDESTINATION  # a dry run changes nothing
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.postconf("mydestination") == fixed
+    again = env.run(*env.args("--apply"))
+    assert again.stdout.strip() == "mailwarden setup: nothing to change", again.stdout
+
+
+def test_mydomain_in_mydestination_is_removed(env: Env) -> None:
+    # tests.servers.Postfix: myhostname = mx.example.test, mydomain = example.test
+    env.postfix.postconf("-e", "mydestination = $myhostname, $mydomain, localhost")
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.postconf("mydestination") == "$myhostname, localhost"
+
+
+def test_domain_already_in_the_database_is_taken_out_of_mydestination(env: Env) -> None:
+    assert env.run(*env.args("--apply")).returncode == 0
+    env.run("--config", str(env.config), "domain", "add", "late.example")
+    env.postfix.postconf("-e", "mydestination = localhost, late.example")
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert env.postconf("mydestination") == "localhost"
+
+
+def test_hosted_domain_that_is_the_machines_hostname_stops_setup(env: Env) -> None:
+    env.postfix.postconf(
+        "-e", "myhostname = example.test", "mydestination = $myhostname, localhost"
+    )
+    before = env.snapshot()
+    err = _fails_cleanly(env, env.run(*env.args("--apply")), before)
+    assert "example.test is this machine's own mail name (myhostname = example.test)" in err
+    assert "mydestination" in err
+
+
+def test_hosted_domain_from_a_mydestination_table_stops_setup(env: Env) -> None:
+    env.postfix.postconf("-e", "mydestination = localhost, inline:{example.org=ok}")
+    before = env.snapshot()
+    err = _fails_cleanly(env, env.run(*env.args("--apply")), before)
+    assert "example.org is in mydestination through inline:{example.org=ok}" in err
+
+
+def test_broken_main_cf(env: Env) -> None:
+    main_cf = env.postfix.config_dir / "main.cf"
+    good = main_cf.read_text()
+    main_cf.write_text(good + "this line has no equals sign\n")
+    try:
+        before = env.snapshot()
+        err = _fails_cleanly(env, env.run(*env.args("--apply")), before)
+        assert f"{main_cf} is broken, fix it first" in err and "missing '='" in err
+    finally:
+        main_cf.write_text(good)
+
+
+def test_missing_main_cf(env: Env) -> None:
+    main_cf = env.postfix.config_dir / "main.cf"
+    saved = main_cf.with_name("main.cf.saved")
+    main_cf.rename(saved)
+    try:
+        before = env.snapshot()
+        err = _fails_cleanly(env, env.run(*env.args("--apply")), before)
+        assert f"{main_cf} does not exist" in err
+    finally:
+        saved.rename(main_cf)
+
+
+def test_database_file_not_writable(env: Env) -> None:
+    assert env.run(*env.args("--apply")).returncode == 0
+    immutable = subprocess.run(["chattr", "+i", str(env.db)], capture_output=True, check=False)
+    if immutable.returncode != 0:
+        pytest.skip(f"chattr +i not supported here: {immutable.stderr!r}")
+    try:
+        before = env.snapshot()
+        r = env.run(*env.args("--apply", "--domain", "new.example"))
+        err = _fails_cleanly(env, r, before)
+        assert f"database {env.db} is not writable" in err
+    finally:
+        subprocess.run(["chattr", "-i", str(env.db)], check=False)
+
+
+def _fake_dovecot(tmp_path: Path, version: str) -> str:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "dovecot").write_text(f"#!/bin/sh\necho '{version} (0000000000)'\n")
+    (bindir / "dovecot").chmod(0o755)
+    (bindir / "doveadm").symlink_to(shutil.which("doveadm") or "/usr/bin/doveadm")
+    return f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+
+
+def test_unsupported_dovecot_version(env: Env, tmp_path: Path) -> None:
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"), path=_fake_dovecot(tmp_path, "2.2.36"))
+    err = _fails_cleanly(env, r, before)
+    assert "Dovecot 2.2.36 is not supported" in err
+
+
+def test_dovecot_24_binary_with_a_23_configuration(env: Env, tmp_path: Path) -> None:
+    before = env.snapshot()
+    r = env.run(*env.args("--apply"), path=_fake_dovecot(tmp_path, "2.4.1-4"))
+    err = _fails_cleanly(env, r, before)
+    assert "is a Dovecot 2.3 configuration but Dovecot 2.4.1-4 is installed" in err
+
+
+def test_rerun_switches_an_older_sqlite_database_to_wal(env: Env) -> None:
+    """An install made before WAL (file 0640, rollback journal): a re-run that changes
+    nothing else still shares the file and switches it, and the dry run says so."""
+    import sqlite3
+
+    assert env.run(*env.args("--apply")).returncode == 0
+    conn = sqlite3.connect(env.db)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    os.chmod(env.db, 0o640)
+    dry = env.run(*env.args("--dry-run"))
+    assert "switch it to WAL mode" in dry.stdout, dry.stdout + dry.stderr
+    r = env.run(*env.args("--apply"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    conn = sqlite3.connect(env.db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert env.db.stat().st_mode & 0o777 == 0o660
+    again = env.run(*env.args("--apply"))
+    assert again.stdout.strip() == "mailwarden setup: nothing to change", again.stdout

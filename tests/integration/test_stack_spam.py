@@ -68,7 +68,7 @@ class Stack:
 
 
 def start_lmtpd(cfg: Path, sock: Path, log: Path) -> Daemon:
-    return start_daemon("lmtpd", cfg, f"unix:{sock}", log, args=["--metrics", ""])
+    return start_daemon("lmtpd", cfg, f"unix:{sock}", log, args=["--metrics", "none"])
 
 
 def set_threshold(cli: Cli, db: Path, address: str, threshold: int) -> None:

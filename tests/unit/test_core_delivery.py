@@ -156,4 +156,10 @@ def test_vacation_suppression(
     [("Hello", "Auto: Hello"), (None, "Automated reply"), ("  a\n  b ", "Auto: a b")],
 )
 def test_reply_subject(original: str | None, subject: str) -> None:
-    assert vac.reply_subject(original) == subject
+    assert vac.reply_subject("", original) == subject
+
+
+@pytest.mark.parametrize("original", ["Hello", None, ""])
+def test_reply_subject_configured_wins(original: str | None) -> None:
+    # RFC 5230 §4.4: the configured subject is the subject, whatever the incoming one
+    assert vac.reply_subject("Away  until Monday", original) == "Away until Monday"

@@ -202,7 +202,7 @@ def test_vacation_once_per_interval(env: Env, tmp_path: Path) -> None:
     assert rcpt == "bob@other.test"
     for needle in (
         b"Auto-Submitted: auto-replied",
-        b"Subject: Auto: Hi",
+        b"Subject: Away\n",  # the configured subject, not "Auto: Hi" (RFC 5230 §4.4)
         b"In-Reply-To: <m1@x>",
         b"References: <m1@x>",
         b"To: bob@other.test",

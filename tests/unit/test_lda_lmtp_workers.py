@@ -121,7 +121,7 @@ def test_workers_share_the_socket_and_stop_cleanly(env: Env, tmp_path: Path) -> 
     sock = tmp_path / "run" / "lmtp.sock"
     log = tmp_path / "lmtpd.log"
     daemon = start_daemon(
-        "lmtpd", env.cfg, f"unix:{sock}", log, args=["--workers", "2", "--metrics", ""]
+        "lmtpd", env.cfg, f"unix:{sock}", log, args=["--workers", "2", "--metrics", "none"]
     )
     try:
         errors: list[BaseException] = []
@@ -166,7 +166,7 @@ def test_workers_stop_when_the_parent_dies(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "lmtpd.log"
     # the number of workers from the configuration ([lda] lmtp_workers), as serve runs it
     env.cfg.write_text(env.cfg.read_text().replace("[lda]\n", "[lda]\nlmtp_workers = 2\n"))
-    daemon = start_daemon("lmtpd", env.cfg, f"unix:{sock}", log, args=["--metrics", ""])
+    daemon = start_daemon("lmtpd", env.cfg, f"unix:{sock}", log, args=["--metrics", "none"])
     deadline = time.monotonic() + 20
     while log.read_text().count("started") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

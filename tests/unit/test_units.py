@@ -188,6 +188,7 @@ def test_times() -> None:
     assert (
         parse_when("2024-01-01", "--until", end=True) - parse_when("2024-01-01", "--from") == 86400
     )
-    assert format_utc(1_700_000_000) == "2023-11-14 22:13:20 UTC"
+    assert format_utc(1_700_000_000) == "2023-11-14T22:13:20Z"
+    assert format_iso(1_700_000_000) == "2023-11-14T22:13:20Z"  # one form, JSON too
     assert format_utc(0) is None and format_iso(None) is None
     assert format_iso(1_700_000_000) is not None

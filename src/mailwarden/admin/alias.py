@@ -36,6 +36,7 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("add", help="add an alias (SOURCE is x@domain or @domain)")
     v.add_argument("source", metavar="SOURCE")
     v.add_argument("destinations", metavar="DEST", nargs="+", help="address or 'discard'")
+    add_json(v)
     v.set_defaults(handler=cmd_add)
     v = verbs.add_parser("list", help="list aliases, one row per source")
     v.add_argument("--domain", metavar="D", help="only this domain")
@@ -44,6 +45,7 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("remove", help="remove an alias or some of its destinations")
     v.add_argument("source", metavar="SOURCE")
     v.add_argument("destinations", metavar="DEST", nargs="*")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
 
 
@@ -73,7 +75,7 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         domain = domains.require_local(tx, source.domain, "alias")
         name = aliases.add(tx, domain, source.local, targets, delimiter=delimiter)
-    ctx.say(f"added alias {name} -> {', '.join(targets)}")
+    ctx.done(f"added alias {name} -> {', '.join(targets)}", source=name, destinations=targets)
     return 0
 
 
@@ -92,7 +94,8 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         removed = aliases.remove(tx, source, targets)
     if targets:
-        ctx.say(f"removed {removed} destination(s) of alias {source}")
+        text = f"removed {removed} destination{'s' if removed != 1 else ''} of alias {source}"
     else:
-        ctx.say(f"removed alias {source}")
+        text = f"removed alias {source}"
+    ctx.done(text, source=source, removed=removed)
     return 0

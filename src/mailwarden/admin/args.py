@@ -5,8 +5,12 @@ the pure parsers of ``mailwarden.units`` (sizes, durations, counts, yes/no, date
 argparse: the ``mailwarden NAME VERB`` parser every command has, and errors that name
 the option a bad value was given for.
 
+It also holds the options the daemons share (``--metrics``, ``--workers``), so that
+``mailwarden --help`` builds every parser without importing a daemon.
+
 Errors: ``UsageError`` from a parser, prefixed with the option (``--quota: invalid size
-'lots': ...``).
+'lots': ...``); ``argparse.ArgumentTypeError`` (argparse's one line, exit 2) from the
+daemons' option types.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import argparse
 from collections.abc import Callable
 from typing import TypeAlias, TypeVar
 
-from mailwarden.config import MAX_WORKERS
+from mailwarden.config import MAX_WORKERS, METRICS_OFF, is_host_port
 from mailwarden.errors import UsageError
 
 T = TypeVar("T")
@@ -47,3 +51,26 @@ def processes(text: str) -> int:
             f"expected a number of processes 1..{MAX_WORKERS}, got {text!r}"
         )
     return int(text)
+
+
+def metrics_address(text: str) -> str:
+    """``--metrics`` of every daemon: ``HOST:PORT``, or ``none`` for off.
+
+    The empty string (the old spelling of off) passes; ``config.metrics_listen`` reports
+    it as deprecated when the daemon starts.
+    """
+    value = text.strip()
+    if value in (METRICS_OFF, "") or is_host_port(value):
+        return value
+    raise argparse.ArgumentTypeError(f"expected HOST:PORT or {METRICS_OFF} (off), got {text!r}")
+
+
+def add_metrics(parser: argparse.ArgumentParser, what: str = "Prometheus /metrics") -> None:
+    """The daemons' ``--metrics HOST:PORT|none`` (default ``[metrics] listen``)."""
+    parser.add_argument(
+        "--metrics",
+        type=metrics_address,
+        default=None,
+        metavar="HOST:PORT|none",
+        help=f"serve {what} here, or {METRICS_OFF} for off (default [metrics] listen)",
+    )

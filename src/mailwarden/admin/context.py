@@ -52,6 +52,10 @@ class Context:
         else:
             output.emit_table(rows, columns, self.out)
 
+    def done(self, message: str, **facts: Any) -> None:
+        """Confirm a change: the line for people, or ``{"ok": true, ...}`` with --json."""
+        output.done(self.json, message, self.out, **facts)
+
     def say(self, text: str) -> None:
         """A one-line confirmation for people (suppressed with --json)."""
         if not self.json:

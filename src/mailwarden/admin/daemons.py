@@ -1,7 +1,8 @@
 """Daemon and delivery subcommands: ``mailwarden lmtpd``, ``mailwarden deliver``.
 
 Each entry of ``DAEMONS`` adds one subcommand; its handler imports the daemon lazily,
-so ``mailwarden --help`` and the admin commands never load prometheus.
+so ``mailwarden --help`` and the admin commands never load asyncio or prometheus.
+``--config`` may follow the subcommand (``mailwarden lmtpd --config PATH``: ``cli.Parser``).
 
 ``lmtpd``    the LMTP delivery server (``lda.lmtp``)
 ``deliver``  deliver one message from stdin, like ``mailwarden-lda`` (``lda.pipe``)
@@ -13,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from mailwarden.admin.args import processes
+from mailwarden import config
+from mailwarden.admin.args import add_metrics, processes
 from mailwarden.admin.context import Context
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -31,12 +33,7 @@ def register_lmtpd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="ADDRESS",
         help="unix:/path or HOST:PORT (repeatable; default [lda] lmtp_listen)",
     )
-    p.add_argument(
-        "--metrics",
-        metavar="HOST:PORT",
-        default=None,
-        help="serve Prometheus /metrics here (default [metrics] listen; '' = off)",
-    )
+    add_metrics(p)
     p.add_argument(
         "--socket-mode",
         type=_octal,
@@ -68,11 +65,11 @@ def cmd_lmtpd(ctx: Context, args: argparse.Namespace) -> int:
     listen = list(args.listen or ctx.settings.lda.lmtp_listen)
     for spec in listen:
         lmtp.parse_listen(spec)  # a bad address is an operator mistake: ValueError below
-    metrics = ctx.settings.metrics.listen if args.metrics is None else args.metrics
+    metrics = config.metrics_listen(args.metrics, ctx.settings, "mailwarden lmtpd")
     return lmtp.main(
         ctx.settings,
         listen,
-        metrics,
+        metrics or "",  # lmtp.main's "off"
         args.socket_mode,
         args.max_size,
         workers=args.workers or ctx.settings.lda.lmtp_workers,

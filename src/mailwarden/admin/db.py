@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     v = verbs.add_parser("init", help="create the schema in an empty database")
+    add_json(v)
     v.set_defaults(handler=cmd_init)
     v = verbs.add_parser("upgrade", help="apply pending migrations")
     v.add_argument(
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     db = ctx.database(create=True)
     applied = migrate.init(db)
-    ctx.say(f"initialised {db.url.masked} at schema version {applied[-1].version}")
+    version = applied[-1].version
+    ctx.done(f"initialised {db.url.masked} at schema version {version}", version=version)
     return 0
 
 

@@ -13,9 +13,12 @@ mailboxes), ``--max-message-size SIZE``; 0 means unlimited, sizes like ``500M`` 
 ``--force``, which deletes those rows too. Maildirs are never deleted: the command says
 where they are so the operator can archive or remove them.
 
+Every verb takes ``--json``; ``show`` prints ``created_at`` as ISO 8601 UTC.
+
 Errors (one line, exit 1): invalid domain name; unknown domain; a domain that exists
 already; ``--alias-of`` naming an alias or relay domain; a limit on a domain kind it does
-not apply to; bad size or count.
+not apply to; a ``--max-mailboxes``/``--max-aliases`` below what the domain already holds
+(0, unlimited, always passes); bad size or count.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def register(sub: Subparsers) -> None:
     v.add_argument("--alias-of", metavar="DOMAIN", help="make NAME an alias of local DOMAIN")
     v.add_argument("--relay", action="store_true", help="relay domain (backup MX)")
     _add_limits(v)
+    add_json(v)
     v.set_defaults(handler=cmd_add)
     v = verbs.add_parser("list", help="list domains with mailbox and alias counts")
     add_json(v)
@@ -64,10 +68,12 @@ def register(sub: Subparsers) -> None:
     v.add_argument("name", metavar="NAME")
     _add_limits(v)
     v.add_argument("--active", metavar="yes|no", help="switch the domain on or off")
+    add_json(v)
     v.set_defaults(handler=cmd_set)
     v = verbs.add_parser("remove", help="remove a domain (Maildirs stay on disk)")
     v.add_argument("name", metavar="NAME")
     v.add_argument("--force", action="store_true", help="also remove its mailboxes and aliases")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
 
 
@@ -113,9 +119,18 @@ def _check_kind(kind: str, values: dict[str, Any]) -> None:
             option for column, option, _ in _LIMITS if column in _LOCAL_ONLY and column in values
         ]
         if given:
-            raise UsageError(f"{given[0]} applies to local domains only, not to a {kind} domain")
+            raise UsageError(
+                f"{given[0]} applies to local domains only, not to {_a(kind)} {kind} domain"
+            )
     if kind != "relay" and values.get("transport"):
-        raise UsageError(f"--transport applies to relay domains only, not to a {kind} domain")
+        raise UsageError(
+            f"--transport applies to relay domains only, not to {_a(kind)} {kind} domain"
+        )
+
+
+def _a(word: str) -> str:
+    """The indefinite article of ``word`` ("an alias domain", "a relay domain")."""
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -133,7 +148,12 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             tx, name, kind=kind, alias_of=alias_of, transport=transport, limits=values
         )
     detail = f" -> {domain.alias_of}" if domain.alias_of else ""
-    ctx.say(f"added {kind} domain {domain.name}{detail}")
+    ctx.done(
+        f"added {kind} domain {domain.name}{detail}",
+        domain=domain.name,
+        kind=kind,
+        alias_of=domain.alias_of,
+    )
     return 0
 
 
@@ -165,7 +185,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
         "mailboxes": used.mailboxes,
         "aliases": used.aliases,
         "alias_domains": list(used.alias_domains),
-        "created_at": domain.created_at,
+        "created_at": units.format_iso(domain.created_at),
     }
     if not ctx.json:
         record = _humanise(record)
@@ -174,7 +194,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _humanise(record: dict[str, Any]) -> dict[str, Any]:
-    """The same record for people: sizes as ``1G``, 0 as ``unlimited``, dates in UTC."""
+    """The same record for people: sizes as ``1G``, 0 as ``unlimited``."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key.endswith("_bytes"):
@@ -182,8 +202,6 @@ def _humanise(record: dict[str, Any]) -> dict[str, Any]:
             out[label] = units.format_size_limit(value)
         elif key in ("max_mailboxes", "max_aliases"):
             out[key] = units.format_count_limit(value)
-        elif key == "created_at":
-            out[key] = units.format_utc(value)
         else:
             out[key] = value
     return out
@@ -200,7 +218,7 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
         domain = domains.require(tx, name)
         _check_kind(domain.kind, values)
         domains.update(tx, domain.id, values)
-    ctx.say(f"updated domain {name}")
+    ctx.done(f"updated domain {name}", domain=name, changed=sorted(values))
     return 0
 
 
@@ -214,12 +232,20 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
                 f"domain {name} still has {_describe(used)}; use --force to remove them too"
             )
         domains.remove(tx, domain.id)
-    ctx.say(f"removed domain {name}" + (f" with {_describe(used)}" if not used.empty else ""))
+    notes = []
     if used.mailboxes:
-        ctx.say(
+        notes.append(
             f"Maildirs were not deleted: they stay below {ctx.settings.mail.root} "
             "(archive or remove them yourself)"
         )
+    ctx.done(
+        f"removed domain {name}" + (f" with {_describe(used)}" if not used.empty else ""),
+        domain=name,
+        mailboxes=used.mailboxes,
+        aliases=used.aliases,
+        alias_domains=list(used.alias_domains),
+        notes=notes,
+    )
     return 0
 
 

@@ -28,9 +28,11 @@ def register(sub: Subparsers) -> None:
     v.add_argument("address", metavar="ADDRESS")
     v.add_argument("destinations", metavar="DEST", nargs="+")
     v.add_argument("--keep-copy", action="store_true", help="also deliver to the mailbox")
+    add_json(v)
     v.set_defaults(handler=cmd_set)
     v = verbs.add_parser("clear", help="remove all forwards of a mailbox")
     v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
     v.set_defaults(handler=cmd_clear)
     v = verbs.add_parser("show", help="show the forwards of a mailbox")
     v.add_argument("address", metavar="ADDRESS")
@@ -55,7 +57,12 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
             delimiter=ctx.settings.mail.recipient_delimiter,
         )
     copy = " (keeping a copy)" if args.keep_copy else ""
-    ctx.say(f"{addr} forwards to {', '.join(targets)}{copy}")
+    ctx.done(
+        f"{addr} forwards to {', '.join(targets)}{copy}",
+        address=addr,
+        forwards=targets,
+        keep_copy=args.keep_copy,
+    )
     return 0
 
 
@@ -63,7 +70,12 @@ def cmd_clear(ctx: Context, args: argparse.Namespace) -> int:
     addr = _parse(ctx, args.address)
     with ctx.db().transaction() as tx:
         removed = forwards.clear(tx, mailboxes.require(tx, addr).id)
-    ctx.say(f"removed {removed} forward(s) of {addr}; mail is delivered to the mailbox")
+    plural = "s" if removed != 1 else ""
+    ctx.done(
+        f"removed {removed} forward{plural} of {addr}; mail is delivered to the mailbox",
+        address=addr,
+        removed=removed,
+    )
     return 0
 
 

@@ -27,12 +27,14 @@ def register(sub: Subparsers) -> None:
     v.add_argument("name", metavar="NAME")
     for service in groups.SERVICES:
         v.add_argument(f"--no-{service}", action="store_true", help=f"deny {service.upper()}")
+    add_json(v)
     v.set_defaults(handler=cmd_add)
     v = verbs.add_parser("list", help="list groups")
     add_json(v)
     v.set_defaults(handler=cmd_list)
     v = verbs.add_parser("remove", help="remove an unused group")
     v.add_argument("name", metavar="NAME")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
 
 
@@ -42,7 +44,8 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         groups.add(tx, name, **allowed)
     denied = [s for s, ok in allowed.items() if not ok]
-    ctx.say(f"added group {name}" + (f" (no {', '.join(denied)})" if denied else ""))
+    text = f"added group {name}" + (f" (no {', '.join(denied)})" if denied else "")
+    ctx.done(text, group=name, **allowed)
     return 0
 
 
@@ -57,5 +60,5 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     name = groups.normalize_name(args.name)
     with ctx.db().transaction() as tx:
         groups.remove(tx, groups.require(tx, name))
-    ctx.say(f"removed group {name}")
+    ctx.done(f"removed group {name}", group=name)
     return 0

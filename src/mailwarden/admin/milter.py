@@ -1,22 +1,47 @@
 """``mailwarden milter``: run the scanning milter (see ``mailwarden.milter.__main__``).
 
-``--config`` may also follow the subcommand (``mailwarden milter --config PATH``).
+Who calls it: ``admin.cli`` (the parser) and ``python -m mailwarden.milter``
+(``add_arguments``). pymilter (``Milter``) and prometheus_client are imported only when
+the command runs, so ``mailwarden --help`` and the admin commands work, and never load
+them, even where pymilter is missing. ``--config`` may also follow the subcommand.
+
+Errors: pymilter not importable is one line naming what to install (exit 1); the
+daemon's own errors are its one line.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from mailwarden.admin.args import add_metrics
 from mailwarden.admin.context import Context
-from mailwarden.milter import __main__ as milter_main
+from mailwarden.errors import ConfigError
+
+NO_PYMILTER = (
+    "pymilter is not installed: pip install pymilter "
+    "(it builds against libmilter: apt-get install libmilter-dev first)"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("milter", help="run the Postfix milter (ClamAV, SpamAssassin, traffic)")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="configuration file")
-    milter_main.add_arguments(p)
+    add_arguments(p)
     p.set_defaults(handler=cmd_milter)
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen", metavar="ADDR", action="append", help="unix:/path, inet:PORT@HOST or HOST:PORT"
+    )
+    add_metrics(p)
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
 def cmd_milter(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        from mailwarden.milter import __main__ as milter_main
+    except ModuleNotFoundError as exc:
+        if exc.name == "Milter":
+            raise ConfigError(NO_PYMILTER) from None
+        raise
     return milter_main.run(ctx.settings, args)  # cli.main loaded --config already

@@ -1,7 +1,14 @@
 """Printing for the admin CLI: aligned tables for people, ``--json`` for scripts.
 
-Who calls it: every list/show command. Values are printed as given; ``None`` shows as
-``-`` in tables and ``null`` in JSON. Nothing here touches the database.
+Who calls it: every command. Values are printed as given; ``None`` shows as ``-`` in
+tables and ``null`` in JSON; times are already ISO 8601 UTC strings (``units.format_iso``)
+when they get here. Nothing here touches the database.
+
+What a command that changes something prints (``done``): one line for people; with
+``--json`` one object ``{"ok": true, "message": <that line>, ...facts}``, where the facts
+name what was changed (``domain``, ``address`` ...), carry what a script cannot get
+otherwise (a generated ``password``) and any ``warnings`` or ``notes`` the line for
+people would have been followed by.
 """
 
 from __future__ import annotations
@@ -16,6 +23,18 @@ def emit_json(data: Any, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     json.dump(data, stream, indent=2, sort_keys=False, default=str)
     stream.write("\n")
+
+
+def done(json_mode: bool, message: str, out: TextIO | None = None, **facts: Any) -> None:
+    """The confirmation of a change (see the module doc); ``facts`` left None are dropped."""
+    stream = out or sys.stdout
+    if json_mode:
+        kept = {k: v for k, v in facts.items() if v is not None and v != []}
+        emit_json({"ok": True, "message": message, **kept}, stream)
+        return
+    stream.write(message + "\n")
+    for note in facts.get("notes") or ():
+        stream.write(f"note: {note}\n")
 
 
 def emit_table(

@@ -30,6 +30,7 @@ def register(sub: Subparsers) -> None:
     v.add_argument("--per", required=True, metavar="PERIOD", help="hour or day")
     v.add_argument("--messages", metavar="N", help="messages per period (0 = unlimited)")
     v.add_argument("--recipients", metavar="N", help="recipients per period (0 = unlimited)")
+    add_json(v)
     v.set_defaults(handler=cmd_set)
     v = verbs.add_parser("list", help="list limits")
     add_json(v)
@@ -37,6 +38,7 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("remove", help="remove a limit")
     v.add_argument("scope", metavar="SCOPE")
     v.add_argument("--per", required=True, metavar="PERIOD", help="hour or day")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
 
 
@@ -49,9 +51,13 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
         row = ratelimit.set_limit(tx, scope, period, messages=messages, recipients=recipients)
     messages_text = format_count_limit(row["messages"])
     recipients_text = format_count_limit(row["recipients"])
-    ctx.say(
+    ctx.done(
         f"rate limit of {row['scope']} per {period}: {messages_text} messages, "
-        f"{recipients_text} recipients"
+        f"{recipients_text} recipients",
+        scope=row["scope"],
+        period=period,
+        messages=row["messages"],
+        recipients=row["recipients"],
     )
     return 0
 
@@ -68,7 +74,7 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     parsed = scopes.parse_scope(args.scope, clients=True, allow_global=False)
     with ctx.db().transaction() as tx:
         ratelimit.remove(tx, parsed.name, period)
-    ctx.say(f"rate limit of {parsed.name} per {period} removed")
+    ctx.done(f"rate limit of {parsed.name} per {period} removed", scope=parsed.name, period=period)
     return 0
 
 

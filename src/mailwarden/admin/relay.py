@@ -7,8 +7,8 @@
     every address (``0.0.0.0/0``) are refused: that is an open relay.
 ``relay list [--all] [--json]``
     active entries (status ``permanent`` or ``temporary``); ``--all`` also shows expired
-    ones (status ``expired``). Times are
-    ISO 8601 in local time; JSON also carries ``expires_at`` as UNIX seconds.
+    ones (status ``expired``). ``expires`` and ``created`` are ISO 8601 UTC
+    (``2026-12-04T19:15:00Z``), in JSON too.
 ``relay remove NETWORK``     delete an entry (given in any form that normalises to it).
 ``relay purge``              delete all expired entries.
 
@@ -39,6 +39,7 @@ def register(sub: Subparsers) -> None:
     v.add_argument("network", metavar="NETWORK", help="address, CIDR or wildcard (10.1.*.*)")
     v.add_argument("--expires", metavar="DURATION", help="remove after this long (e.g. 30m, 1d)")
     v.add_argument("--note", metavar="TEXT", default="", help="free text for people")
+    add_json(v)
     v.set_defaults(handler=cmd_add)
     v = verbs.add_parser("list", help="list relay networks")
     v.add_argument("--all", action="store_true", help="include expired entries")
@@ -46,8 +47,10 @@ def register(sub: Subparsers) -> None:
     v.set_defaults(handler=cmd_list)
     v = verbs.add_parser("remove", help="remove a relay network")
     v.add_argument("network", metavar="NETWORK")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
     v = verbs.add_parser("purge", help="delete expired entries")
+    add_json(v)
     v.set_defaults(handler=cmd_purge)
 
 
@@ -63,10 +66,16 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         expires_at = now + seconds
     with ctx.db().transaction() as tx:
         relay.add(tx, parsed.text, now=now, expires_at=expires_at, note=note)
+    notes = []
     if parsed.adjusted:
-        ctx.say(f"note: {args.network.strip()} has host bits set; stored as {parsed.text}")
+        notes.append(f"{args.network.strip()} has host bits set; stored as {parsed.text}")
     until = f" until {format_iso(expires_at)}" if expires_at is not None else ""
-    ctx.say(f"relay network {parsed.text} added{until}")
+    ctx.done(
+        f"relay network {parsed.text} added{until}",
+        network=parsed.text,
+        expires=format_iso(expires_at),
+        notes=notes,
+    )
     return 0
 
 
@@ -83,14 +92,14 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     network = _lookup_form(args.network)
     with ctx.db().transaction() as tx:
         relay.remove(tx, network)
-    ctx.say(f"relay network {network} removed")
+    ctx.done(f"relay network {network} removed", network=network)
     return 0
 
 
 def cmd_purge(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         count = relay.purge(tx, int(time.time()))
-    ctx.say(f"purged {count} expired relay network{'s' if count != 1 else ''}")
+    ctx.done(f"purged {count} expired relay network{'s' if count != 1 else ''}", purged=count)
     return 0
 
 
@@ -105,7 +114,6 @@ def _row(entry: relay.RelayNetwork, now: int) -> dict[str, Any]:
         "network": entry.network,
         "status": status,
         "expires": format_iso(entry.expires_at),
-        "expires_at": entry.expires_at,
         "expired": entry.expired(now),
         "note": entry.note,
         "created": format_iso(entry.created_at),

@@ -27,6 +27,7 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("grant", help="let LOGIN send as ADDRESS (or @domain)")
     v.add_argument("login", metavar="LOGIN")
     v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
     v.set_defaults(handler=cmd_grant)
     v = verbs.add_parser("list", help="list send-as grants")
     v.add_argument("login", metavar="LOGIN", nargs="?")
@@ -35,6 +36,7 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("revoke", help="remove a send-as grant")
     v.add_argument("login", metavar="LOGIN")
     v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
     v.set_defaults(handler=cmd_revoke)
 
 
@@ -43,7 +45,7 @@ def cmd_grant(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         box = scopes.mailbox(tx, args.login)
         sendas.grant(tx, box.id, box.address, address)
-    ctx.say(f"{box.address} may now send as {address}")
+    ctx.done(f"{box.address} may now send as {address}", login=box.address, address=address)
     return 0
 
 
@@ -60,7 +62,7 @@ def cmd_revoke(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         box = scopes.mailbox(tx, args.login)
         sendas.revoke(tx, box.id, box.address, address)
-    ctx.say(f"{box.address} may no longer send as {address}")
+    ctx.done(f"{box.address} may no longer send as {address}", login=box.address, address=address)
     return 0
 
 

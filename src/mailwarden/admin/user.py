@@ -9,7 +9,11 @@ random one is generated and printed once (``password: ...``). It is stored hashe
 the mailbox switched off.
 
 ``list [--domain D]`` and ``show ADDRESS`` never print the password hash; ``show`` adds
-quota usage (as last recorded by the LDA), forwards and the aliases that point here.
+quota usage (as last recorded by the LDA), forwards, the aliases that point here, and
+``receives_mail``: a mailbox whose services exclude ``mail`` has no IMAP/POP3 login, so
+mail that would be stored in it is refused (5.2.1, ``core.recipient``); ``add`` and
+``set`` add a note when that is the case. Times are ISO 8601 UTC. Every verb takes
+``--json`` (a generated password is in its ``password``).
 ``set`` changes quota, name, group, services or ``--active yes|no``; ``passwd`` sets a
 new password the same way ``add`` does. ``remove`` deletes the row with its forwards and
 settings; the Maildir stays on disk (the command says where), and aliases that still
@@ -32,6 +36,7 @@ from mailwarden import address, passwords, units
 from mailwarden.admin.args import Subparsers, command, option_value
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
+from mailwarden.core import recipient
 from mailwarden.errors import UsageError
 from mailwarden.store import aliases, domains, forwards, groups, mailboxes
 from mailwarden.store.db import Tx
@@ -46,6 +51,7 @@ def register(sub: Subparsers) -> None:
     _password_options(v)
     _settings_options(v)
     v.add_argument("--inactive", action="store_true", help="create it switched off")
+    add_json(v)
     v.set_defaults(handler=cmd_add)
     v = verbs.add_parser("list", help="list mailboxes")
     v.add_argument("--domain", metavar="D", help="only this domain")
@@ -59,13 +65,16 @@ def register(sub: Subparsers) -> None:
     v.add_argument("address", metavar="ADDRESS")
     _settings_options(v)
     v.add_argument("--active", metavar="yes|no", help="switch the mailbox on or off")
+    add_json(v)
     v.set_defaults(handler=cmd_set)
     v = verbs.add_parser("passwd", help="set a new password")
     v.add_argument("address", metavar="ADDRESS")
     _password_options(v)
+    add_json(v)
     v.set_defaults(handler=cmd_passwd)
     v = verbs.add_parser("remove", help="remove a mailbox (its Maildir stays on disk)")
     v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
     v.set_defaults(handler=cmd_remove)
 
 
@@ -144,9 +153,15 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         box = mailboxes.add(tx, domain, new)
     state = "" if box.active else " (inactive)"
     path = address.maildir_path(mail.root, box.maildir)
-    ctx.say(f"added mailbox {box.address}{state}, Maildir {path}/")
+    ctx.done(
+        f"added mailbox {box.address}{state}, Maildir {path}/",
+        address=box.address,
+        maildir=f"{path}/",
+        password=generated,
+        notes=_mail_notes(box.services, keep_copy=False, forwards=[]),
+    )
     if generated:
-        ctx.say(f"password: {generated}")
+        ctx.say(f"password: {generated}")  # people; --json has it in "password"
     return 0
 
 
@@ -155,10 +170,11 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().read() as tx:
         domain_id = domains.filter_id(tx, name)
         rows = mailboxes.list_all(tx, domain_id)
-    if not ctx.json:
-        for row in rows:
+    for row in rows:
+        row["last_login"] = units.format_utc(row["last_login"])
+        if not ctx.json:
             row["quota"] = units.format_size_limit(row["quota_bytes"])
-    ctx.table(rows, ["address", "name", "quota", "group", "services", "active"])
+    ctx.table(rows, ["address", "name", "quota", "group", "services", "active", "last_login"])
     return 0
 
 
@@ -174,6 +190,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 def _record(ctx: Context, tx: Tx, box: mailboxes.Mailbox) -> dict[str, Any]:
     used = mailboxes.usage(tx, box.id)
+    targets = forwards.destinations(tx, box.id)
     return {
         "address": box.address,
         "name": box.name,
@@ -185,23 +202,38 @@ def _record(ctx: Context, tx: Tx, box: mailboxes.Mailbox) -> dict[str, Any]:
         "used_messages": used.messages if used else None,
         "group": box.group,
         "services": mailboxes.service_names(box.services),
-        "forwards": forwards.destinations(tx, box.id),
+        "receives_mail": _receives(box.services, box.forward_keep_copy, targets),
+        "forwards": targets,
         "keep_copy": box.forward_keep_copy,
         "aliases": aliases.sources_to(tx, box.address),
-        "last_login": box.last_login,
-        "created_at": box.created_at,
+        "last_login": units.format_utc(box.last_login),
+        "created_at": units.format_iso(box.created_at),
     }
 
 
+def _receives(services: int, keep_copy: bool, targets: list[str]) -> str:
+    """``yes``, ``forwarded only`` or why not: what ``core.recipient`` decides at RCPT."""
+    stored = recipient.mailbox_stores(bool(targets), keep_copy)
+    if not stored:
+        return "forwarded only"
+    if recipient.has_mail_service(services):
+        return "yes"
+    return f"no: services exclude mail, so it is refused ({recipient.NO_MAIL.dsn})"
+
+
+def _mail_notes(services: int, *, keep_copy: bool, forwards: list[str]) -> list[str]:
+    """A note when the mailbox would keep mail nobody can read (it is refused instead)."""
+    answer = _receives(services, keep_copy, forwards)
+    return [f"receives mail: {answer}"] if answer.startswith("no") else []
+
+
 def _humanise(record: dict[str, Any]) -> dict[str, Any]:
-    """The same record for people: sizes as ``1G``, 0 as ``unlimited``, dates in UTC."""
+    """The same record for people: sizes as ``1G``, 0 as ``unlimited``."""
     out = dict(record)
     out["quota_bytes"] = units.format_size_limit(record["quota_bytes"])
     out["quota_messages"] = record["quota_messages"] or "unlimited"
     if record["used_bytes"] is not None:
         out["used_bytes"] = units.format_size(record["used_bytes"])
-    out["last_login"] = units.format_utc(record["last_login"])
-    out["created_at"] = units.format_utc(record["created_at"])
     return {key.removesuffix("_bytes"): value for key, value in out.items()}
 
 
@@ -217,7 +249,12 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
         if args.group is not None:
             values["group_id"] = groups.require(tx, groups.normalize_name(args.group)).id
         mailboxes.update(tx, box.id, values)
-    ctx.say(f"updated mailbox {addr}")
+        notes = _mail_notes(
+            values.get("services", box.services),
+            keep_copy=box.forward_keep_copy,
+            forwards=forwards.destinations(tx, box.id),
+        )
+    ctx.done(f"updated mailbox {addr}", address=addr, changed=sorted(values), notes=notes)
     return 0
 
 
@@ -226,7 +263,7 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
     pw_hash, generated = _password_hash(ctx, args)
     with ctx.db().transaction() as tx:
         mailboxes.set_password(tx, mailboxes.require(tx, addr).id, pw_hash)
-    ctx.say(f"password of {addr} changed")
+    ctx.done(f"password of {addr} changed", address=addr, password=generated)
     if generated:
         ctx.say(f"password: {generated}")
     return 0
@@ -239,10 +276,15 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
         pointing = aliases.sources_to(tx, addr) + forwards.forwarders_to(tx, addr)
         mailboxes.remove(tx, box.id)
     path = address.maildir_path(ctx.settings.mail.root, box.maildir)
-    ctx.say(f"removed mailbox {addr}; its Maildir {path} was left on disk")
     if pointing:
         print(
             f"mailwarden: warning: these still send mail to {addr}: {', '.join(pointing)}",
             file=sys.stderr,
         )
+    ctx.done(
+        f"removed mailbox {addr}; its Maildir {path} was left on disk",
+        address=addr,
+        maildir=str(path),
+        still_sending_here=pointing,
+    )
     return 0

@@ -9,9 +9,11 @@
     runs until switched off. ``--interval`` (default 7d) is how long to wait before
     answering the same sender again (RFC 5230 ``:days``). A new message is sent once to
     everybody, also to senders who got the previous one.
+    The reply's subject is S (RFC 5230 ``:subject``), whatever the incoming subject.
 ``vacation off ADDRESS``              switch it off (the text is kept).
 ``vacation show ADDRESS [--json]``    the vacation of one mailbox.
 ``vacation list [--json]``            all vacations.
+Times (``from``, ``until``, ``updated``) are ISO 8601 UTC, in JSON too.
 
 The delivery agent sends the replies (RFC 3834 rules: never to lists, bulk mail,
 automatic replies or the null sender). Errors: unknown mailbox, unreadable or too large
@@ -45,9 +47,11 @@ def register(sub: Subparsers) -> None:
     v.add_argument("--from", dest="start", metavar="DATE", help="YYYY-MM-DD or ISO date-time")
     v.add_argument("--until", dest="end", metavar="DATE", help="last day (inclusive) or time")
     v.add_argument("--interval", metavar="DURATION", default="7d", help="per sender (7d)")
+    add_json(v)
     v.set_defaults(handler=cmd_set)
     v = verbs.add_parser("off", help="switch the vacation reply off")
     v.add_argument("address", metavar="ADDRESS")
+    add_json(v)
     v.set_defaults(handler=cmd_off)
     v = verbs.add_parser("show", help="show the vacation of a mailbox")
     v.add_argument("address", metavar="ADDRESS")
@@ -81,9 +85,15 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
             interval=interval,
             now=now,
         )
-    ctx.say(f"vacation reply of {box.address} is on")
+    notes = []
     if ends_at is not None and ends_at <= now:
-        ctx.say(f"note: it ended already ({format_iso(ends_at)}), so no replies will be sent")
+        notes.append(f"it ended already ({format_iso(ends_at)}), so no replies will be sent")
+    ctx.done(
+        f"vacation reply of {box.address} is on",
+        address=box.address,
+        subject=subject,
+        notes=notes,
+    )
     return 0
 
 
@@ -91,7 +101,8 @@ def cmd_off(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.db().transaction() as tx:
         box = scopes.mailbox(tx, args.address)
         was_on = vacation.off(tx, box.id, int(time.time()))
-    ctx.say(f"vacation reply of {box.address} is off" + ("" if was_on else " (it was not on)"))
+    text = f"vacation reply of {box.address} is off" + ("" if was_on else " (it was not on)")
+    ctx.done(text, address=box.address, was_on=was_on)
     return 0
 
 
@@ -102,9 +113,8 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     if vac is None:
         raise NotFound(f"mailbox {box.address!r} has no vacation reply")
     record = _record(box.address, vac, int(time.time()), body=True)
-    if not ctx.json:  # people read the ISO times; scripts also get UNIX seconds
-        for key in ("starts_at", "ends_at", "interval_seconds"):
-            record.pop(key)
+    if not ctx.json:  # scripts also get the interval in seconds
+        record.pop("interval_seconds")
     ctx.show(record)
     return 0
 
@@ -168,8 +178,6 @@ def _record(address: str, vac: vacation.Vacation, now: int, *, body: bool) -> di
         "until": format_iso(vac.ends_at),
         "interval": format_duration(vac.interval_seconds),
         "subject": vac.subject,
-        "starts_at": vac.starts_at,
-        "ends_at": vac.ends_at,
         "interval_seconds": vac.interval_seconds,
         "updated": format_iso(vac.updated_at),
     }

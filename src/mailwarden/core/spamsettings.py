@@ -15,13 +15,26 @@ Layering (both functions)
     a lower allow, nor its allow by a lower block); where it has no matching entry the
     lower layers still decide.
 
+Patterns (``parse_pattern``; ``PATTERN_FORMS`` is the one line that lists them)
+    ``user@example.com``   that sender (also with a ``+extension``)
+    ``@example.com``       every sender of that domain, not of its subdomains;
+                           ``*@example.com`` is accepted and stored as ``@example.com``
+    ``@*.example.com``     every sender of a subdomain of example.com, at any depth, not
+                           of example.com itself; ``*.example.com`` and
+                           ``*@*.example.com`` are stored this way
+    ``192.0.2.7``, ``192.0.2.0/24``, ``2001:db8::/32``, ``192.0.2.*``
+                           a client address or network (a wildcard is stored as CIDR)
+    Any other ``*`` (``user@*``, ``spam*@example.com``) is refused. Rows stored before
+    these forms were checked are matched the same way (``*@example.com`` as
+    ``@example.com``); a row in no accepted form matches nothing and ``spam lists``
+    says so (``stored_pattern_note``).
+
 Matching within one layer
-    Patterns are a sender address (``user@example.com``), a sender domain
-    (``@example.com``, that domain only, not its subdomains) or a client address/CIDR.
-    On the sender side the most specific entry wins (address over ``@domain``; the
-    address is also tried without its ``+extension``); on the client side the longest
-    prefix wins. If the sender side and the client side disagree, block wins: a client
-    address cannot be forged, a sender can. The null sender ``<>`` matches no sender entry.
+    On the sender side the most specific entry wins (address, then the address without
+    its ``+extension``, then ``@domain``, then ``@*.parent`` from the nearest parent
+    out); on the client side the longest prefix wins. If the sender side and the client
+    side disagree, block wins: a client address cannot be forged, a sender can. The null
+    sender ``<>`` matches no sender entry.
 
 Actions
     ``tag`` (add headers only), ``folder`` (file into the junk folder), ``discard``,
@@ -126,7 +139,7 @@ def layer_decision(
     by_sender: tuple[int, str] | None = None  # (specificity, kind)
     by_client: tuple[int, str] | None = None  # (prefix length, kind)
     for kind, pattern in entries:
-        key = pattern.strip().lower()
+        key = _match_key(pattern)
         if key in names:
             rank = (names[key], kind)
             by_sender = _stronger(by_sender, rank)
@@ -140,25 +153,54 @@ def layer_decision(
     return ALLOW if ALLOW in kinds else None
 
 
+PATTERN_FORMS = (
+    "user@domain, @domain (or *@domain), @*.domain (its subdomains), "
+    "or a client IP, CIDR or a.b.c.* wildcard"
+)
+
+
 def parse_pattern(text: str) -> str:
-    """Normalise a list pattern: an address, ``@domain`` or a client address/CIDR."""
-    raw = text.strip()
-    if "@" in raw:
-        addr = parse_source(raw)
-        return f"@{addr.domain}" if not addr.local else str(addr)
-    if not raw or "*" in raw:
-        raise UsageError(
-            f"invalid pattern {text!r}: expected an address, @domain or client IP/CIDR"
-        )
+    """Normalise a list pattern to its stored form (see "Patterns"); ``UsageError``
+    naming ``PATTERN_FORMS`` for anything else."""
+    raw = text.strip().removeprefix("<").removesuffix(">").strip()
     try:
+        if "@" in raw or raw.startswith("*."):
+            return _sender_pattern(raw)
+        if not raw:
+            raise UsageError("empty")
+        if "*" in raw:  # a.b.c.* as relay entries take it, stored as the CIDR it means
+            raw = str(relaynet.parse_network(raw).network)
         parsed = relaynet.parse_cidr(raw)
     except UsageError:
-        raise UsageError(
-            f"invalid pattern {text!r}: expected an address, @domain or client IP/CIDR"
-        ) from None
+        raise UsageError(f"invalid pattern {text!r}: use {PATTERN_FORMS}") from None
     if parsed.network.prefixlen == 0:
         raise UsageError(f"invalid pattern {text!r}: it covers every client address")
     return parsed.text
+
+
+def _sender_pattern(raw: str) -> str:
+    """``user@domain``, ``@domain`` or ``@*.domain`` from any accepted spelling."""
+    lowered = raw.lower()
+    if lowered.startswith("*@"):
+        lowered = lowered[1:]  # *@domain, *@*.domain
+    elif lowered.startswith("*."):
+        lowered = "@" + lowered  # *.domain
+    if lowered.startswith("@*."):
+        return "@*." + parse_source("@" + lowered[3:]).domain
+    if "*" in lowered:
+        raise UsageError("wildcard")
+    addr = parse_source(lowered)
+    return f"@{addr.domain}" if not addr.local else str(addr)
+
+
+def stored_pattern_note(pattern: str) -> str | None:
+    """For ``spam lists``: None when a stored row matches as written; otherwise what it
+    matches as, or that it matches nothing (a row stored before patterns were checked)."""
+    try:
+        form = parse_pattern(pattern)
+    except UsageError:
+        return f"matches nothing: not one of {PATTERN_FORMS}"
+    return None if form == pattern else f"matches as {form}"
 
 
 def _stronger(old: tuple[int, str] | None, new: tuple[int, str]) -> tuple[int, str]:
@@ -166,6 +208,12 @@ def _stronger(old: tuple[int, str] | None, new: tuple[int, str]) -> tuple[int, s
     if old is None or new[0] > old[0] or (new[0] == old[0] and new[1] == BLOCK):
         return new
     return old
+
+
+def _match_key(pattern: str) -> str:
+    """A stored pattern as ``_sender_keys`` spells it (old ``*@domain`` rows included)."""
+    key = pattern.strip().lower()
+    return key[1:] if key.startswith("*@") else key
 
 
 def _sender_keys(sender: str, delimiter: str) -> dict[str, int]:
@@ -180,6 +228,9 @@ def _sender_keys(sender: str, delimiter: str) -> dict[str, int]:
     cut = next((i for i, ch in enumerate(local) if ch in delimiter), -1) if delimiter else -1
     if cut > 0:
         keys[f"{local[:cut]}@{domain}"] = 2
+    labels = domain.split(".")
+    for i in range(1, len(labels)):  # @*.parent: the nearest parent ranks highest
+        keys["@*." + ".".join(labels[i:])] = -i
     return keys
 
 

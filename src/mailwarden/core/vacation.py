@@ -110,7 +110,12 @@ def suppression(
     return None
 
 
-def reply_subject(original: str | None) -> str:
-    """``Auto: <original>`` (RFC 3834 §3.1.5), a fixed text when there was none."""
+def reply_subject(configured: str, original: str | None) -> str:
+    """The reply's ``Subject``: the one the user configured (RFC 5230 §4.4 ``:subject``);
+    without one, ``Auto: <original>`` (RFC 3834 §3.1.5), or a fixed text when the
+    incoming message had none (RFC 5230 §5.3)."""
+    own = " ".join(configured.split())
+    if own:
+        return own
     text = " ".join((original or "").split())
     return f"Auto: {text}" if text else "Automated reply"

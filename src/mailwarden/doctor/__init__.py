@@ -3,7 +3,9 @@ after every change.
 
 It prints one line per check (``ok`` or ``FAIL`` and the cause) and ``N passed,
 M failed``; the exit status is 1 when any check failed. Checks (``checks``): the
-configuration; the database and its schema; Postfix's wiring (milter, policy service,
+configuration; the database and its schema; every hosted domain in its own Postfix
+address class only (not also in ``mydestination``, where local(8) would bounce its
+mail); Postfix's wiring (milter, policy service,
 transport, ``postmap -q`` answering for a test account); Dovecot authenticating the test
 account (``doveadm auth test``); a message sent over SMTP read back over IMAP and POP3;
 EICAR refused; GTUBE tagged and filed into the Junk folder; an unauthenticated relay

@@ -21,6 +21,7 @@ from mailwarden import address, config
 from mailwarden.config import Settings
 from mailwarden.doctor import mail
 from mailwarden.errors import MailwardenError
+from mailwarden.setup import classes
 from mailwarden.setup.targets import postfix_address
 from mailwarden.store import domains, migrate
 from mailwarden.store.db import Database
@@ -101,6 +102,23 @@ def check_database(p: Probe) -> str:
     if st.pending:
         raise Failed(f"schema {st.current}, {st.latest} available: run 'mailwarden db upgrade'")
     return f"{db.url.masked}, schema {st.current}"
+
+
+def check_address_classes(p: Probe) -> str:
+    """Every hosted domain in its own Postfix address class only (a domain also in
+    mydestination is bounced by local(8) as "unknown user")."""
+    db = _db(p.settings)
+    try:
+        with db.read() as tx:
+            hosted = {str(r["name"]): str(r["kind"]) for r in domains.list_all(tx)}
+    finally:
+        db.close()
+    if not hosted:
+        return "no domains yet"
+    problems = classes.conflicts(classes.Postconf.read(p.opts.postfix_dir), hosted)
+    if problems:
+        raise Failed("; ".join(problems) + " (run 'mailwarden setup --apply')")
+    return f"{len(hosted)} domain{'s' if len(hosted) != 1 else ''}, none in another class"
 
 
 def _domain(p: Probe) -> str:
@@ -340,6 +358,8 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def check_metrics(p: Probe) -> str:
     where = p.opts.metrics or p.settings.metrics.listen
+    if where in ("none", ""):  # switched off ([metrics] listen = "none"): nothing to ask
+        return "metrics off ([metrics] listen = none): not checked"
     url = f"http://{where}/metrics"
     try:
         with _OPENER.open(url, timeout=10) as reply:
@@ -373,6 +393,7 @@ Check = Callable[[Probe], str]
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("config valid", check_config),
     ("database reachable, schema current", check_database),
+    ("hosted domains in no other Postfix address class", check_address_classes),
     ("test mailboxes created", create_accounts),
     ("Postfix wired to mailwarden", check_postfix),
     ("Dovecot authenticates the test mailbox", check_dovecot),

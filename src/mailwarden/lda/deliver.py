@@ -3,7 +3,8 @@
 What it does (``Deliverer.deliver``), in order; the first refusal wins:
 
     1. parse the recipient, strip its ``+extension`` and find the mailbox (5.1.1 unknown,
-       5.2.1 disabled; a local part that would escape the mail root never parses);
+       5.2.1 disabled or without the ``mail`` service, ``core.recipient``; a local part
+       that would escape the mail root never parses);
     2. refuse a loop: a ``Delivered-To`` already naming the mailbox (5.4.6);
     3. decide the spam treatment with the mailbox's effective settings (``discard``
        ends here with 2.0.0);
@@ -44,6 +45,7 @@ from typing import Protocol
 from mailwarden import address
 from mailwarden.config import Settings
 from mailwarden.core import quotacheck, spamtreat
+from mailwarden.core import recipient as recipient_rules
 from mailwarden.core.delivery import Usage, loop_verdict
 from mailwarden.errors import UsageError
 from mailwarden.lda import headers as hdr
@@ -160,6 +162,10 @@ class Deliverer:
             return Verdict("5.1.1", f"<{recipient}> User unknown"), None
         if not rcpt.active:
             return Verdict("5.2.1", f"<{recipient}> Mailbox disabled"), None
+        refused = recipient_rules.mailbox_verdict(rcpt.services)
+        if not refused.ok:  # the same rule policyd applied at RCPT
+            text = f"<{recipient}> Mailbox does not receive mail (its services exclude mail)"
+            return Verdict(refused.dsn, text), None
         return OK, rcpt
 
     def remembered(self, recipient: str) -> bool:

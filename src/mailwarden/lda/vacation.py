@@ -7,7 +7,8 @@ What it does
     builds the reply and submits it through the local MTA (``lda.submit``).
 
 The reply: to the envelope sender only, envelope sender ``<>``, ``From:`` the user,
-``Subject: Auto: <original>``, ``In-Reply-To`` and ``References`` (RFC 5230 §5.8),
+``Subject:`` the one set with ``vacation set --subject`` (``Auto: <original>`` only when
+none is stored, RFC 3834 §3.1.5), ``In-Reply-To`` and ``References`` (RFC 5230 §5.8),
 ``Auto-Submitted: auto-replied`` (RFC 3834 §3.1.7), plus ``Precedence: bulk`` and
 ``X-Auto-Response-Suppress: All`` as Pigeonhole sends, so other responders stay quiet.
 
@@ -92,7 +93,7 @@ def build_reply(
     msg = EmailMessage()
     msg["From"] = user
     msg["To"] = sender
-    msg["Subject"] = rules.reply_subject(headers.get("subject") or vac.subject)
+    msg["Subject"] = rules.reply_subject(vac.subject, headers.get("subject"))
     msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
     msg["Message-ID"] = make_msgid(domain=user.rpartition("@")[2] or None)
     original = (headers.get("message-id") or "").strip()

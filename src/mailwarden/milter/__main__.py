@@ -1,8 +1,9 @@
 """``mailwarden milter``: wire the scanning milter together and run it until SIGTERM.
 
-Usage: ``mailwarden [--config PATH] milter [--listen ADDR] [--metrics HOST:PORT|none]
-[--log-level LEVEL]``, or ``python -m mailwarden.milter`` with the same options (and
-``--config``). ``ADDR`` is libmilter's ``inet:PORT@HOST`` / ``unix:/path``, or
+Usage: ``mailwarden milter [--config PATH] [--listen ADDR] [--metrics HOST:PORT|none]
+[--log-level LEVEL]`` (options defined in ``admin.milter``, which imports this module
+only when the milter runs), or ``python -m mailwarden.milter`` with the same options.
+``ADDR`` is libmilter's ``inet:PORT@HOST`` / ``unix:/path``, or
 ``HOST:PORT`` (converted). libmilter serves one socket per process: give one address.
 
 Wiring (the only module naming concrete classes): settings loaded once; a clamd client
@@ -32,6 +33,7 @@ import Milter
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mailwarden import config
+from mailwarden.admin.milter import add_arguments
 from mailwarden.config import MilterSettings, Settings
 from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import MilterMetrics
@@ -103,14 +105,6 @@ def build_scanner(settings: Settings, metrics: MilterMetrics) -> Scanner:
     return Scanner(s, metrics, db=db, clamd=clamd, spamd=spamd, rates=rates)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--listen", metavar="ADDR", action="append", help="unix:/path, inet:PORT@HOST or HOST:PORT"
-    )
-    p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint ('none' = off)")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -135,7 +129,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     for direction in ("in", "out"):
         metrics.traffic_messages.labels(direction)
         metrics.traffic_bytes.labels(direction)
-    _serve_metrics(args.metrics or settings.metrics.listen, registry)
+    _serve_metrics(config.metrics_listen(args.metrics, settings, "mailwarden milter"), registry)
     scanner = build_scanner(settings, metrics)
     return serve(scanner, address, mode)
 
@@ -206,8 +200,8 @@ def set_listener_nodelay(port: int) -> bool:
     return found
 
 
-def _serve_metrics(listen: str, registry: CollectorRegistry) -> None:
-    if not listen or listen == "none":
+def _serve_metrics(listen: str | None, registry: CollectorRegistry) -> None:
+    if listen is None:  # metrics off
         return
     host, _, port = listen.rpartition(":")
     try:

@@ -1,12 +1,13 @@
 """``mailwarden policyd``: wire the policy daemon together and run it until SIGTERM.
 
-Usage: ``mailwarden [--config PATH] policyd [--listen ADDR]... [--metrics HOST:PORT]
-[--workers N] [--log-level LEVEL]``, or ``python -m mailwarden.policyd`` with the same
-options. ``ADDR`` is ``HOST:PORT`` (also ``inet:HOST:PORT``, ``[v6]:PORT``) or
-``unix:/path``; ``--listen`` replaces ``policy.listen`` from the config, ``--metrics``
-replaces ``metrics.listen`` (``none`` switches the endpoint off). ``--workers N`` (N > 1)
-serves the same addresses from N pre-forked processes (see ``policyd.workers``); the
-parent then serves the metrics of all of them (prometheus_client multi-process mode).
+Usage: ``mailwarden policyd [--config PATH] [--listen ADDR]... [--metrics HOST:PORT|none]
+[--workers N] [--log-level LEVEL]`` (options defined in ``admin.policyd``), or
+``python -m mailwarden.policyd`` with the same options. ``ADDR`` is ``HOST:PORT`` (also
+``inet:HOST:PORT``, ``[v6]:PORT``) or ``unix:/path``; ``--listen`` replaces
+``policy.listen`` from the config, ``--metrics`` replaces ``metrics.listen`` (``none``
+switches the endpoint off: ``config.metrics_listen``). ``--workers N`` (N > 1) serves
+the same addresses from N pre-forked processes (see ``policyd.workers``); the parent
+then serves the metrics of all of them (prometheus_client multi-process mode).
 
 This is the only module that names the concrete classes (DESIGN §3.6): settings are
 loaded once and passed down. Readiness: the line ``policyd: listening on ...`` is logged
@@ -35,7 +36,7 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from prometheus_client import values as prometheus_values
 
 from mailwarden import config
-from mailwarden.admin.args import processes
+from mailwarden.admin.policyd import add_arguments
 from mailwarden.config import Settings
 from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import PolicyMetrics
@@ -88,11 +89,11 @@ def build(settings: Settings, registry: CollectorRegistry) -> PolicyServer:
     return PolicyServer(engine, executor, metrics, request_timeout=settings.policy.request_timeout)
 
 
-async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str) -> int:
+async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str | None) -> int:
     registry = CollectorRegistry()
     server = build(settings, registry)
     servers = [await _listen(server, address) for address in listen]
-    if metrics_listen and metrics_listen != "none":
+    if metrics_listen is not None:
         _, host, port = parse_listen(metrics_listen)
         start_http_server(port, host, registry=registry)
     log.warning("policyd: listening on %s", ", ".join(listen))
@@ -125,11 +126,13 @@ async def _serve(server: PolicyServer, servers: Sequence[asyncio.AbstractServer]
     return 0
 
 
-def _supervise(settings: Settings, listen: Sequence[str], metrics_listen: str, n: int) -> int:
+def _supervise(
+    settings: Settings, listen: Sequence[str], metrics_listen: str | None, n: int
+) -> int:
     """Bind, fork ``n`` workers, serve the metrics of all of them, wait for SIGTERM."""
     sockets = workers.bind([parse_listen(address) for address in listen], n)
     metrics_dir = ""
-    if metrics_listen and metrics_listen != "none":
+    if metrics_listen is not None:
         # prometheus_client's multi-process mode: every worker writes its samples to
         # files in this directory; the parent's endpoint adds them up.
         metrics_dir = tempfile.mkdtemp(prefix="mailwarden-policyd-metrics.")
@@ -147,7 +150,7 @@ def _supervise(settings: Settings, listen: Sequence[str], metrics_listen: str, n
     supervisor = workers.Supervisor(sockets, work, on_exit=reaped)
     try:
         supervisor.start()
-        if metrics_dir:
+        if metrics_dir and metrics_listen is not None:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
             _, host, port = parse_listen(metrics_listen)
@@ -161,26 +164,6 @@ def _supervise(settings: Settings, listen: Sequence[str], metrics_listen: str, n
     return status
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen", action="append", metavar="ADDR", help="HOST:PORT or unix:/path (repeatable)"
-    )
-    parser.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint, or 'none'")
-    parser.add_argument(
-        "--workers",
-        type=processes,
-        default=None,
-        metavar="N",
-        help="serve from N processes (one CPU each; default [policy] workers, 1)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="'info' logs one line per decision (default)",
-    )
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     n = int(getattr(args, "workers", None) or settings.policy.workers)
     name = "%(name)s[%(process)d]" if n > 1 else "%(name)s"
@@ -192,7 +175,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     listen = tuple(args.listen or settings.policy.listen)
     for address in listen:
         parse_listen(address)  # fail before binding anything
-    metrics_listen = args.metrics or settings.metrics.listen
+    metrics_listen = config.metrics_listen(args.metrics, settings, "mailwarden policyd")
     if n > 1:
         return _supervise(settings, listen, metrics_listen, n)
     return asyncio.run(amain(settings, listen, metrics_listen))

@@ -6,7 +6,8 @@ What runs when (each check can be switched off in ``policy.checks``):
 
 ``RCPT``            relay (skipped when ``policy_context=recipient``; with
                     ``policy_context=relay`` only relay runs and a permit answers ``OK``),
-                    recipient, access (block lists), send-as, quota, limits (recipients per
+                    recipient (unknown 5.1.1; a mailbox without the mail service 5.2.1),
+                    access (block lists), send-as, quota, limits (recipients per
                     message, SIZE= against the domain's limit), ratelimit (checked, not
                     counted). A recipient that passes is remembered in the transaction.
 ``DATA``            limits (``recipient_count``); when every recipient was on an allow
@@ -225,7 +226,13 @@ class Engine:
             resolved = f.resolve(addr, dom.target, self.delimiter)
             if "recipient" in self.checks:
                 facts = recipient.RecipientFacts(
-                    dom.kind, resolved.mailbox_id, resolved.alias, resolved.catchall
+                    dom.kind,
+                    resolved.mailbox_id,
+                    resolved.alias,
+                    resolved.catchall,
+                    resolved.services,
+                    resolved.forwarded,
+                    resolved.keep_copy,
                 )
                 verdict = recipient.decide(facts)
                 if not verdict.ok:

@@ -17,6 +17,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from mailwarden import config
 from mailwarden.config import Settings
 from mailwarden.errors import ConfigError
 from mailwarden.metrics import ServeMetrics
@@ -25,30 +26,6 @@ from mailwarden.serve.endpoint import Endpoint
 from mailwarden.serve.supervisor import Supervisor
 
 log = logging.getLogger("mailwarden.serve")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--foreground", action="store_true", help="do not detach (systemd, containers)")
-    p.add_argument(
-        "--only", metavar="LIST", help="comma-separated daemons to run (default: all installed)"
-    )
-    p.add_argument("--metrics", metavar="HOST:PORT", help="the host's Prometheus endpoint")
-    p.add_argument("--log-file", default="/var/log/mailwarden/serve.log", help="log when detached")
-    p.add_argument("--pid-file", default="/run/mailwarden/serve.pid", help="pid when detached")
-    p.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="SIGKILL daemons still running this long after SIGTERM",
-    )
-    p.add_argument(
-        "--backoff",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="first restart delay; doubles per quick exit, up to 60 s",
-    )
 
 
 def selected(only: str | None) -> list[str]:
@@ -120,7 +97,7 @@ def free_port() -> int:
         return port
 
 
-def build(settings: Settings, args: argparse.Namespace) -> tuple[Supervisor, Endpoint]:
+def build(settings: Settings, args: argparse.Namespace) -> tuple[Supervisor, Endpoint | None]:
     names = selected(args.only)
     for name in names:
         for host, port in tcp_listens(settings, name):
@@ -132,11 +109,14 @@ def build(settings: Settings, args: argparse.Namespace) -> tuple[Supervisor, End
         kids.append(children.Child(name, children.command(name, config_path, port), port))
     registry = CollectorRegistry()
     metrics = ServeMetrics.create(registry)
-    host, port = host_port(args.metrics or settings.metrics.listen, "metrics listen")
-    try:
-        endpoint = Endpoint(host, port, registry, lambda: [k.metrics_port for k in kids])
-    except OSError as exc:
-        raise ConfigError(f"metrics endpoint {host}:{port}: {exc.strerror}") from None
+    endpoint: Endpoint | None = None
+    listen = config.metrics_listen(args.metrics, settings, "mailwarden serve")
+    if listen is not None:  # off: no host endpoint; the children keep their private ports
+        host, port = host_port(listen, "metrics listen")
+        try:
+            endpoint = Endpoint(host, port, registry, lambda: [k.metrics_port for k in kids])
+        except OSError as exc:
+            raise ConfigError(f"metrics endpoint {host}:{port}: {exc.strerror}") from None
     sup = Supervisor(kids, metrics, initial_backoff=args.backoff, stop_timeout=args.stop_timeout)
     return sup, endpoint
 
@@ -172,16 +152,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         force=True,
     )
     sup.install_signals()
-    endpoint.start()
+    if endpoint is not None:
+        endpoint.start()
     log.warning(
-        "serve: metrics on http://%s/metrics; daemons: %s",
-        endpoint.address,
+        "serve: metrics %s; daemons: %s",
+        f"on http://{endpoint.address}/metrics" if endpoint is not None else "off",
         ", ".join(c.name for c in sup.children),
     )
     try:
         return sup.run()
     finally:
-        endpoint.close()
+        if endpoint is not None:
+            endpoint.close()
         if not args.foreground:
             _remove(args.pid_file)
 

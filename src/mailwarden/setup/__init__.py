@@ -13,7 +13,14 @@ setup owns inside a file shared with the admin sits between ``# BEGIN mailwarden
 ``# END mailwarden`` (``markers``); nothing outside is touched. Re-running with the
 same answers plans nothing.
 
+Dovecot's version (``dovecot --version``) picks the files: 2.3 (Debian 12) conf.d marker
+blocks, or one ``conf.d/99-mailwarden.conf`` for 2.4 (Debian 13). A hosted domain is
+taken out of ``mydestination`` (``classes``), where local(8) would bounce its mail.
+
 Bad input stops in ``preflight`` with one line, before anything changes: Postfix or
-Dovecot (or their SQL drivers) missing, a database that refuses the connection, a mail
-root that cannot be created or written, a port in use, an invalid existing config.
+Dovecot (or their SQL drivers) missing, an unsupported Dovecot version, main.cf missing
+or broken, a database that refuses the connection or an SQLite file that cannot be
+written, a mail root that cannot be created or written, a port in use, an invalid
+existing config; ``plan`` stops the same way when a hosted domain is the machine's own
+name (``$myhostname`` in ``mydestination``) or comes from a table there.
 """

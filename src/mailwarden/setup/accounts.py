@@ -17,6 +17,7 @@ from mailwarden.errors import MailwardenError
 from mailwarden.setup.answers import Answers
 from mailwarden.store import aliases, domains, mailboxes, migrate
 from mailwarden.store.db import Database, Tx, parse_url
+from mailwarden.store.db import share_sqlite as db_share_sqlite
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,23 @@ def plan(a: Answers, settings: Settings) -> list[Step]:
         db.close()
 
 
+def hosted_domains(a: Answers, settings: Settings) -> list[str]:
+    """The domains setup adds and every domain the database already has (any kind)."""
+    names = list(a.domains)
+    parsed = parse_url(a.database_url)
+    if parsed.dialect == "sqlite" and not os.path.exists(parsed.path):
+        return names
+    db = Database(a.database_url, connect_timeout=settings.database.connect_timeout)
+    try:
+        if migrate.status(db).current == 0:
+            return names
+        with db.read() as tx:
+            names += [str(r["name"]) for r in domains.list_all(tx)]
+    finally:
+        db.close()
+    return list(dict.fromkeys(names))
+
+
 def _steps_for_empty(a: Answers) -> list[Step]:
     return [Step("create schema", ["db", "init"]), *_accounts(a, None)]
 
@@ -79,20 +97,48 @@ def _accounts(a: Answers, tx: Tx | None) -> list[Step]:
 
 
 def share_sqlite(url: str, group: str = "postfix") -> None:
-    """Let Postfix read the SQLite database, and nobody else but root.
+    """Switch the SQLite database to WAL mode and let Postfix read it, nobody else but root.
 
-    The file holds password hashes: it is ``root:postfix`` mode 0640 in a ``root:postfix``
-    0750 directory. Postfix daemons run with their primary group only (``set_ugid``), so
-    its group must be ``postfix`` itself; Dovecot's auth-worker (and, for quota_clone,
-    its dict service as configured by contrib) and the mailwarden daemons run as root.
-    The pipe LDA running as the mail user cannot open it and answers 75 (the mail waits
-    in the queue) unless it can hand the message to lmtpd, which is what it does.
+    Postfix daemons run with their primary group only (``set_ugid``), so the group is
+    ``postfix`` itself: directory ``root:postfix 2770``, database and its ``-wal``/``-shm``
+    ``root:postfix 0660`` (``store.db.share_sqlite`` says why a WAL reader needs that).
+    Dovecot's auth-worker (and, for quota_clone, its dict service as configured by
+    contrib) and the mailwarden daemons run as root. The pipe LDA running as the mail user
+    cannot open it and hands the message to lmtpd (or answers 75: the mail waits).
     """
     parsed = parse_url(url)
     if parsed.dialect != "sqlite" or not os.path.exists(parsed.path):
         return
-    gid = grp.getgrnam(group).gr_gid
-    directory = os.path.dirname(parsed.path)
-    for path, mode in ((directory, 0o750), (parsed.path, 0o640)):
-        os.chown(path, 0, gid)
-        os.chmod(path, mode)
+    db_share_sqlite(parsed.path, grp.getgrnam(group).gr_gid)
+
+
+def sharing_needed(url: str, group: str = "postfix") -> bool:
+    """An existing SQLite database not yet as ``share_sqlite`` leaves it (owner, group,
+    modes, WAL): an install made before WAL re-running setup is switched, and
+    ``--dry-run`` says so."""
+    import sqlite3
+    import stat
+
+    from mailwarden.store.db import SHARED_DIR_MODE, SHARED_FILE_MODE
+
+    parsed = parse_url(url)
+    if parsed.dialect != "sqlite" or not os.path.exists(parsed.path):
+        return False
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    for path, mode in (
+        (os.path.dirname(parsed.path) or "/", SHARED_DIR_MODE),
+        (parsed.path, SHARED_FILE_MODE),
+    ):
+        st = os.stat(path)
+        if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (0, gid, mode):
+            return True
+    conn = sqlite3.connect(f"file:{parsed.path}?mode=ro", uri=True, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal"
+    except sqlite3.Error:
+        return True
+    finally:
+        conn.close()

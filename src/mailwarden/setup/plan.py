@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mailwarden.errors import ConfigError
-from mailwarden.setup import accounts, configfile, markers, targets
+from mailwarden.setup import accounts, classes, configfile, markers, targets
 from mailwarden.setup.answers import Answers
 
 
@@ -40,10 +40,11 @@ class Plan:
     postconf: list[tuple[str, str]] = field(default_factory=list)
     main_cf: tuple[str, str] = ("", "")
     db: list[accounts.Step] = field(default_factory=list)
+    share_db: bool = False  # an existing SQLite file: group postfix, modes, WAL
 
     @property
     def empty(self) -> bool:
-        return not (self.mail_root or self.files or self.postconf or self.db)
+        return not (self.mail_root or self.files or self.postconf or self.db or self.share_db)
 
 
 def _read(path: Path) -> str | None:
@@ -74,9 +75,16 @@ def build(a: Answers, contrib: Path) -> Plan:
     plan.files = [c for c in candidates if c.old != c.new]
     current = targets.current_main_cf(a.postfix_dir)
     plan.postconf = targets.changed_settings(targets.main_cf(a, contrib), current)
+    # A hosted domain must be in no other Postfix address class: setup owns the three
+    # virtual/relay classes (one row, one kind), so only mydestination can still hold it.
+    hosted = accounts.hosted_domains(a, settings)
+    fixed = classes.mydestination_without(classes.Postconf.read(a.postfix_dir), hosted)
+    if fixed is not None:
+        plan.postconf.append(("mydestination", fixed))
     if plan.postconf:
         plan.main_cf = targets.preview_main_cf(a.postfix_dir, plan.postconf)
     plan.db = accounts.plan(a, settings)
+    plan.share_db = accounts.sharing_needed(a.database_url)
     return plan
 
 
@@ -106,6 +114,11 @@ def show(plan: Plan, out: TextIO) -> None:
         out.write(_diff(plan.main_cf[0], plan.main_cf[1], main_cf))
     for step in plan.db:
         out.write(f"database: {step.describe}\n")
+    if plan.share_db:
+        out.write(
+            "database: let group postfix read it (directory 2770, file 0660 root:postfix) "
+            "and switch it to WAL mode\n"
+        )
 
 
 def _write(change: FileChange) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
 from mailwarden.errors import ConfigError, MailwardenError
+from mailwarden.setup import targets
 from mailwarden.setup.answers import Answers
 from mailwarden.store.db import Database, parse_url
 
@@ -33,6 +35,25 @@ def postfix(postfix_dir: str, dialect: str) -> None:
         raise ConfigError(f"Postfix is not installed: apt-get install postfix postfix-{dialect}")
     if not Path(postfix_dir).is_dir():
         raise ConfigError(f"--postfix-dir {postfix_dir} is not a directory (Postfix not set up?)")
+    main_cf = Path(postfix_dir) / "main.cf"
+    if not main_cf.is_file():
+        raise ConfigError(
+            f"{main_cf} does not exist: Postfix has no base configuration "
+            "(dpkg-reconfigure postfix, choose 'Internet Site'), then run setup again"
+        )
+    check = subprocess.run(
+        ["postconf", "-c", postfix_dir, "-n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if check.returncode != 0:
+        fatal = [ln for ln in check.stderr.splitlines() if "fatal:" in ln] or [
+            check.stderr.strip() or f"postconf exit {check.returncode}"
+        ]
+        why = fatal[-1].split("fatal:", 1)[-1].strip()
+        raise ConfigError(f"{main_cf} is broken, fix it first: {why}")
     maps = subprocess.run(
         ["postconf", "-m"], capture_output=True, text=True, timeout=30, check=False
     ).stdout.split()
@@ -48,6 +69,19 @@ def dovecot(dovecot_dir: str, dialect: str) -> None:
         raise ConfigError(f"Dovecot is not installed: apt-get install {packages}")
     if not Path(dovecot_dir).is_dir():
         raise ConfigError(f"--dovecot-dir {dovecot_dir} is not a directory (Dovecot not set up?)")
+    version = targets.dovecot_version()
+    series = targets.dovecot_series(version)
+    if series not in targets.SUPPORTED_DOVECOT:
+        raise ConfigError(
+            f"Dovecot {version or '(dovecot --version gave no answer)'} is not supported: "
+            "mailwarden setup writes configuration for Dovecot 2.3 (Debian 12) and 2.4 (Debian 13)"
+        )
+    if (series == "2.4") != targets.has_config_version(dovecot_dir):
+        kind = "2.4" if series == "2.3" else "2.3"
+        raise ConfigError(
+            f"{dovecot_dir}/dovecot.conf is a Dovecot {kind} configuration but Dovecot "
+            f"{version} is installed: restore the dovecot.conf the package ships"
+        )
     driver = DOVECOT_MODULES / f"libdriver_{dialect}.so"
     if DOVECOT_MODULES.is_dir() and not driver.exists():
         raise ConfigError(f"Dovecot has no {dialect} driver: apt-get install dovecot-{dialect}")
@@ -59,6 +93,7 @@ def database(url: str) -> None:
     if parsed.dialect == "sqlite":
         if os.path.exists(parsed.path):
             _select_one(url)
+            _sqlite_writable(parsed.path)
         else:
             _creatable(os.path.dirname(parsed.path), "database directory")
         return
@@ -73,6 +108,23 @@ def _select_one(url: str) -> None:
         raise ConfigError(str(exc)) from None
     finally:
         db.close()
+
+
+def _sqlite_writable(path: str) -> None:
+    """Setup writes the schema and accounts: a write that is rolled back must succeed
+    (a read-only file, directory or file system, an immutable file ...)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"database {path} cannot be opened for writing: {exc}") from None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE mailwarden_setup_probe (x INTEGER)")
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        raise ConfigError(f"database {path} is not writable: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _creatable(path: str, what: str) -> None:
@@ -101,7 +153,7 @@ def mail_root(path: str) -> None:
 
 def _tcp(spec: str) -> tuple[str, int] | None:
     value = spec.strip()
-    if value.startswith(("unix:", "local:", "/")):
+    if value.startswith(("unix:", "local:", "/")) or value in ("none", ""):  # none: metrics off
         return None
     if value.startswith("inet:") and "@" in value:
         port, _, host = value[5:].partition("@")

@@ -20,6 +20,18 @@ from mailwarden.setup.render import main_cf_settings, normalize, placeholders, r
 from mailwarden.store.db import parse_url
 
 SQL_FILE = "dovecot-mailwarden-sql.conf.ext"
+# Dovecot 2.4: everything in one file, read after Debian's stock conf.d files.
+DOVECOT24_FILE = "conf.d/99-mailwarden.conf"
+SUPPORTED_DOVECOT = ("2.3", "2.4")
+# Written after the 2.4 contrib file: Debian 13's conf.d/10-mail.conf points homes at
+# /home and INBOX at /var/mail; the userdb's home is the Maildir, and INBOX is its root
+# ("." as in Dovecot's own maildir default, which Debian's global setting overrides; an
+# empty value would make INBOX a ".INBOX" folder that mail is never delivered to).
+DOVECOT24_DEBIAN = """
+# --- mailwarden setup: undo Debian's conf.d/10-mail.conf for virtual mailboxes ---
+mail_home =
+mail_inbox_path = .
+"""
 # Named inside 91-mailwarden-quota-clone.conf already (@DOVECOT_DIR@/...).
 DICT_FILE = "dovecot-dict-mailwarden.conf.ext"
 
@@ -107,6 +119,32 @@ def master_cf(a: Answers, contrib: Path, current: str) -> str:
     return markers.with_block(current, master_cf_block(a, contrib), "master.cf")
 
 
+def dovecot_version() -> str:
+    """``dovecot --version`` (e.g. ``2.4.1-4``); "" when it does not answer."""
+    try:
+        proc = subprocess.run(
+            ["dovecot", "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        return ""
+    words = proc.stdout.split()
+    return words[0] if proc.returncode == 0 and words else ""
+
+
+def dovecot_series(version: str) -> str:
+    """``2.4.1-4`` -> ``2.4``."""
+    return ".".join(version.split("-", maxsplit=1)[0].split(".")[:2])
+
+
+def has_config_version(dovecot_dir: str) -> bool:
+    """Whether dovecot.conf sets ``dovecot_config_version`` (a Dovecot 2.4 configuration)."""
+    try:
+        text = (Path(dovecot_dir) / "dovecot.conf").read_text()
+    except OSError:
+        return False
+    return any(ln.strip().startswith("dovecot_config_version") for ln in text.splitlines())
+
+
 def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
     """path -> (text, shared): shared files get a marker block, others are whole files."""
     dialect = parse_url(a.database_url).dialect
@@ -114,6 +152,8 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
     sasl_socket = str(Path(queue_directory(a.postfix_dir)) / "private" / "auth")
     v = values(a) | {"@SASL_SOCKET@": sasl_socket}
     d = Path(a.dovecot_dir)
+    if dovecot_series(dovecot_version()) == "2.4":
+        return {d / DOVECOT24_FILE: (dovecot24_text(a, contrib, v), False)}
     sql = render((contrib / f"dovecot/dovecot-sql.conf.ext.{dialect}").read_text(), v)
     auth = render((contrib / "dovecot/10-mailwarden-auth.conf").read_text(), v)
     auth = auth.replace("/dovecot-sql.conf.ext", f"/{SQL_FILE}")
@@ -123,6 +163,8 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
         (contrib / f"dovecot/dovecot-dict-mailwarden.conf.ext.{dialect}").read_text(), v
     )
     clone = render((contrib / "dovecot/91-mailwarden-quota-clone.conf").read_text(), v)
+    # last_login: IMAP/POP3 logins reach mailboxes.last_login through the same dict.
+    last_login = render((contrib / "dovecot/92-mailwarden-last-login.conf").read_text(), v)
     sasl = render((contrib / "dovecot/11-mailwarden-sasl.conf").read_text(), v)
     return {
         d / SQL_FILE: (sql, False),
@@ -131,7 +173,23 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
         d / "conf.d/11-mailwarden-sasl.conf": (sasl, True),
         d / "conf.d/90-mailwarden-quota.conf": (quota, True),
         d / "conf.d/91-mailwarden-quota-clone.conf": (clone, True),
+        d / "conf.d/92-mailwarden-last-login.conf": (last_login, True),
     }
+
+
+def dovecot24_text(a: Answers, contrib: Path, v: dict[str, str]) -> str:
+    """contrib's 2.4 file (its version lines dropped when dovecot.conf has them, as a
+    second dovecot_config_version is an error), the SASL listener, Debian overrides."""
+    text = render((contrib / "dovecot/dovecot-2.4/mailwarden.conf").read_text(), v)
+    if has_config_version(a.dovecot_dir):
+        text = "".join(
+            ln
+            for ln in text.splitlines(keepends=True)
+            if not ln.startswith(("dovecot_config_version", "dovecot_storage_version"))
+        )
+    sasl = render((contrib / "dovecot/11-mailwarden-sasl.conf").read_text(), v)
+    head = "# Written by 'mailwarden setup' for Dovecot 2.4; re-running setup replaces it.\n"
+    return head + text.rstrip("\n") + "\n\n" + sasl.rstrip("\n") + "\n" + DOVECOT24_DEBIAN
 
 
 def _postconf(postfix_dir: str, *args: str) -> str:

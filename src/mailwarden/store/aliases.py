@@ -97,7 +97,8 @@ def _check_limit(tx: Tx, domain: domains.Domain, source: str) -> None:
         return
     if count_sources(tx, domain.id) >= domain.max_aliases:
         raise UsageError(
-            f"domain {domain.name} has reached its limit of {domain.max_aliases} aliases"
+            f"domain {domain.name} has reached its limit of {domain.max_aliases} "
+            + ("alias" if domain.max_aliases == 1 else "aliases")
         )
 
 

@@ -8,6 +8,20 @@ URLs: ``sqlite:////absolute/path.db`` (sqlite3) or
 Statements are written once with ``?`` placeholders and bound parameters only; for MySQL
 they are translated to PyMySQL's ``%s`` style. Nothing is ever formatted into SQL text.
 
+SQLite: every connection waits up to ``connect_timeout`` seconds (the busy timeout) for
+another connection's write lock instead of failing at once, and the file is kept in WAL
+mode (``PRAGMA journal_mode = WAL``, persistent in the file): readers never wait for a
+writer nor make one wait. That matters for readers mailwarden does not control: Postfix's
+``dict_sqlite`` sets no busy timeout and its proxymap dies (``fatal: ... database is
+locked?``) on the first SQLITE_BUSY, which a rollback-journal file gives it whenever a
+daemon commits. A file still in rollback mode (created before this) is switched the first
+time a mailwarden process opens it (``db upgrade``, setup, any daemon or command) -
+unless other users may read it but not write it (the 0640 layout of older setups, where
+the switch would lock Postfix out): ``share_sqlite`` (setup) fixes the modes and switches
+it then. A file mailwarden may not write stays as it is.
+``share_sqlite`` sets the owner, group and modes that let another user's reader in: in
+WAL mode a reader writes the ``-shm`` file and may have to create ``-wal``/``-shm``.
+
 Threads: each thread gets its own connection (``threading.local`` on the instance), so a
 ``Database`` may be shared by a thread pool, libmilter threads or ``asyncio.to_thread``.
 
@@ -181,10 +195,13 @@ class Database:
         if self._create:
             os.makedirs(os.path.dirname(path) or "/", mode=0o750, exist_ok=True)
         try:
+            # timeout= is SQLite's busy timeout (sqlite3_busy_timeout), in seconds.
             conn = sqlite3.connect(
                 path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA foreign_keys = ON")
+            if _wal_safe(path):
+                use_wal(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open database {self.url.masked}: {exc}") from None
         return conn
@@ -261,6 +278,66 @@ class Database:
 
     def close(self) -> None:
         self._discard()
+
+
+def use_wal(conn: sqlite3.Connection) -> str:
+    """Switch a SQLite file to WAL mode unless it is already; the journal mode it has now.
+
+    The switch needs a moment with no other connection's lock (the busy timeout waits for
+    it) and write access; a file mailwarden may only read stays in its mode.
+    """
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if mode in ("wal", "memory"):
+        return mode
+    try:
+        return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+    except sqlite3.OperationalError:  # read-only file or directory, or busy past the timeout
+        return mode
+
+
+def _wal_safe(path: str) -> bool:
+    """False for a file others may read but not write (the 0640 layout of older setups).
+
+    A WAL reader writes ``-shm``, which SQLite creates with the database file's mode:
+    switching such a file would lock its readers (Postfix's proxymap) out until
+    ``share_sqlite`` (run by setup) gives them write access; it switches the file then.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True  # being created: only this process's user uses it yet
+    group_ro = bool(mode & 0o040) and not mode & 0o020
+    other_ro = bool(mode & 0o004) and not mode & 0o002
+    return not (group_ro or other_ro)
+
+
+# Modes for a SQLite database that other users' processes read (``share_sqlite``).
+SHARED_DIR_MODE = 0o2770  # setgid: -wal/-shm created by any reader get the group
+SHARED_FILE_MODE = 0o660  # SQLite gives -wal and -shm the database file's mode
+
+
+def share_sqlite(path: str, gid: int) -> None:
+    """Let the members of group ``gid`` read the SQLite database at ``path``, nobody else.
+
+    In WAL mode a reader maps and writes the ``-shm`` file and, when no other connection
+    has the database open, creates ``-wal`` and ``-shm``; SQLite creates both with the
+    database file's mode and, when running as root, its owner and group. So the directory
+    is ``root:GROUP 2770`` and the database, ``-wal`` and ``-shm`` are ``root:GROUP 0660``:
+    the group may read (and technically write) the database, others get nothing (it holds
+    password hashes). The file is switched to WAL mode after the modes are set.
+    """
+    directory = os.path.dirname(path) or "/"
+    os.chown(directory, 0, gid)
+    os.chmod(directory, SHARED_DIR_MODE)
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(name, 0, gid)
+            os.chmod(name, SHARED_FILE_MODE)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        use_wal(conn)  # now that -wal and -shm will be created with the shared modes
+    finally:
+        conn.close()
 
 
 def _is_connection_error(exc: BaseException) -> bool:

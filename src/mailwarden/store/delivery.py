@@ -31,13 +31,14 @@ class Recipient:
     quota_bytes: int
     quota_messages: int
     active: bool  # mailbox and its domain both active
+    services: int = 7  # services bits: without mail the LDA refuses (core.recipient)
 
 
 def find_recipient(tx: Tx, address: str) -> Recipient | None:
     """The mailbox ``address`` (no extension) in a local domain, active or not."""
     row = tx.one(
         "SELECT m.id, m.address, m.local_part, m.domain_id, d.name AS domain, m.maildir,"
-        " m.quota_bytes, m.quota_messages, m.active AS m_active, d.active AS d_active"
+        " m.quota_bytes, m.quota_messages, m.active AS m_active, d.active AS d_active, m.services"
         " FROM mailboxes m JOIN domains d ON d.id = m.domain_id"
         " WHERE m.address = ? AND d.kind = 'local'",
         (address,),
@@ -54,6 +55,7 @@ def find_recipient(tx: Tx, address: str) -> Recipient | None:
         quota_bytes=int(row["quota_bytes"]),
         quota_messages=int(row["quota_messages"]),
         active=bool(row["m_active"]) and bool(row["d_active"]),
+        services=int(row["services"]),
     )
 
 

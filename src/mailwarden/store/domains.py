@@ -122,7 +122,7 @@ def require_local(tx: Tx, name: str, what: str) -> Domain:
     if domain.kind == "relay":
         raise UsageError(
             f"{domain.name} is a relay domain (its mail is passed on, not stored here); "
-            f"a {what} needs a local domain"
+            f"{'an' if what[:1] in 'aeiou' else 'a'} {what} needs a local domain"
         )
     return domain
 
@@ -177,15 +177,35 @@ def add(
 
 
 def update(tx: Tx, domain_id: int, changes: Mapping[str, Any]) -> None:
-    """Change the given ``SETTABLE`` columns of one domain."""
+    """Change the given ``SETTABLE`` columns of one domain; a mailbox or alias limit below
+    what the domain already holds is refused (``UsageError``), 0 (unlimited) never is."""
     if not changes:
         return
     _check_columns(changes)
+    _check_limits(tx, domain_id, changes)
     assignments = ", ".join(f"{column} = ?" for column in changes)
     tx.execute(
         f"UPDATE domains SET {assignments} WHERE id = ?",
         (*changes.values(), domain_id),
     )
+
+
+def _check_limits(tx: Tx, domain_id: int, changes: Mapping[str, Any]) -> None:
+    wanted = [(k, int(changes[k])) for k in ("max_mailboxes", "max_aliases") if changes.get(k)]
+    if not wanted:
+        return
+    used = usage(tx, domain_id)
+    name = tx.scalar("SELECT name FROM domains WHERE id = ?", (domain_id,))
+    for column, limit in wanted:
+        have, what = (
+            (used.mailboxes, "mailbox") if column == "max_mailboxes" else (used.aliases, "alias")
+        )
+        if limit < have:
+            plural = "es" if have != 1 else ""
+            raise UsageError(
+                f"domain {name} has {have} {what}{plural}: a limit of {limit} is below that "
+                f"(remove some first, or use 0 for unlimited)"
+            )
 
 
 def _check_columns(changes: Mapping[str, Any]) -> None:

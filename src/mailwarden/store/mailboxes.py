@@ -159,7 +159,8 @@ def add(tx: Tx, domain: domains.Domain, new: NewMailbox) -> Mailbox:
         raise Conflict(f"mailbox {address} already exists")
     if domain.max_mailboxes and count(tx, domain.id) >= domain.max_mailboxes:
         raise UsageError(
-            f"domain {domain.name} has reached its limit of {domain.max_mailboxes} mailboxes"
+            f"domain {domain.name} has reached its limit of {domain.max_mailboxes} "
+            + ("mailbox" if domain.max_mailboxes == 1 else "mailboxes")
         )
     tx.insert(
         "INSERT INTO mailboxes (domain_id, local_part, address, password, name, maildir,"
@@ -227,7 +228,7 @@ def list_all(tx: Tx, domain_id: int | None = None) -> list[Row]:
     where, params = ("WHERE m.domain_id = ?", (domain_id,)) if domain_id is not None else ("", ())
     rows = tx.all(
         "SELECT m.address, m.name, m.quota_bytes, m.quota_messages, g.name AS mail_group,"
-        " m.services, m.active"
+        " m.services, m.active, m.last_login"
         " FROM mailboxes m JOIN domains d ON d.id = m.domain_id"
         f" JOIN mail_groups g ON g.id = m.group_id {where}"
         " ORDER BY d.name, m.local_part",
@@ -242,6 +243,7 @@ def list_all(tx: Tx, domain_id: int | None = None) -> list[Row]:
             "group": r["mail_group"],
             "services": service_names(int(r["services"])),
             "active": bool(r["active"]),
+            "last_login": None if r["last_login"] is None else int(r["last_login"]),
         }
         for r in rows
     ]

@@ -37,6 +37,9 @@ class Resolved:
 
     mailbox_id: int | None = None
     mailbox: str = ""  # the mailbox address, for per-mailbox lists
+    services: int = 7  # the mailbox's services bits (core.recipient: no mail -> 5.2.1)
+    forwarded: bool = False  # the mailbox has forwards
+    keep_copy: bool = False  # and keeps a copy of forwarded mail
     alias: bool = False
     catchall: bool = False
 
@@ -76,9 +79,20 @@ def resolve(tx: Tx, addr: Address, target_domain: str, delimiter: str) -> Resolv
     if bare != exact:
         names.append(str(bare))
     for name in names:  # the full address first, as Postfix's virtual lookups do
-        row = tx.one("SELECT id FROM mailboxes WHERE address = ? AND active = 1", (name,))
+        row = tx.one(
+            "SELECT m.id, m.services, m.forward_keep_copy,"
+            " (SELECT COUNT(*) FROM forwards f WHERE f.mailbox_id = m.id) AS forwards"
+            " FROM mailboxes m WHERE m.address = ? AND m.active = 1",
+            (name,),
+        )
         if row is not None:
-            return Resolved(mailbox_id=int(row["id"]), mailbox=name)
+            return Resolved(
+                mailbox_id=int(row["id"]),
+                mailbox=name,
+                services=int(row["services"]),
+                forwarded=bool(row["forwards"]),
+                keep_copy=bool(row["forward_keep_copy"]),
+            )
         if tx.one("SELECT 1 AS x FROM aliases WHERE source = ? AND active = 1", (name,)):
             return Resolved(alias=True)
     found = tx.one(
