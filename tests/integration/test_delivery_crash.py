@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.lda import quota
-from mailwarden.lda.maildir import open_maildir
+from mailwarden.delivery import quota
+from mailwarden.delivery.maildir import open_maildir
 from tests.conftest import Cli, write_config
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def _lda(cfg: Path, data: bytes) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "mailwarden.lda.pipe",
+            "mailwarden.pipe.lda",
             "--config",
             str(cfg),
             "--sender",

@@ -1,7 +1,7 @@
 """Delivery rules: quota decision, mail-loop check, quota warning thresholds.
 
 What it does
-    Pure decisions the delivery agent (``lda.deliver``) takes for one recipient, fed
+    Pure decisions the delivery agent (``delivery.deliver``) takes for one recipient, fed
     with facts it has read from the store and the Maildir:
 
     ``Usage``             usage and limits of one mailbox; whether a message fits is

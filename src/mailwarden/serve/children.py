@@ -26,7 +26,7 @@ STABLE_SECONDS = 60.0
 _REQUIRES: dict[str, tuple[str, ...]] = {
     "policyd": ("mailwarden.policyd.server",),
     "milter": ("mailwarden.milter.app", "Milter"),
-    "lmtpd": ("mailwarden.lda.lmtp",),
+    "lmtpd": ("mailwarden.lmtpd.server",),
 }
 
 

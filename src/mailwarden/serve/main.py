@@ -68,7 +68,7 @@ def tcp_listens(settings: Settings, name: str) -> list[tuple[str, int]]:
                 mport, _, mhost = addr[5:].partition("@")
                 out.append((mhost or "0.0.0.0", int(mport)))
         return out
-    from mailwarden.lda.lmtp import parse_listen as lmtp_listen
+    from mailwarden.lmtpd.server import parse_listen as lmtp_listen
 
     out = []
     for spec in settings.lda.lmtp_listen:

@@ -3,7 +3,7 @@
 Spam settings and the vacation message itself come from ``store.spam`` and
 ``store.vacation``; this module adds what only delivery needs.
 
-Who calls it: ``lda.deliver`` and ``lda.vacation`` (from lmtpd's worker threads or the
+Who calls it: ``delivery.deliver`` and ``delivery.vacation`` (from lmtpd's worker threads or the
 pipe LDA), each call inside a transaction the caller opens.
 
 The LDA receives the *final* mailbox address: Postfix (or Exim) has already expanded
@@ -125,7 +125,7 @@ def record_usage(
 
 def record_usage_only(tx: Tx, mailbox_id: int, used_bytes: int, messages: int, *, now: int) -> None:
     """Upsert ``bytes``/``messages`` of the mailbox's ``quota_usage`` row, keeping
-    ``warned_percent`` (lmtpd's write-behind, ``lda.usage``)."""
+    ``warned_percent`` (lmtpd's write-behind, ``delivery.usage``)."""
     sql = tx.pick(
         mysql="INSERT INTO quota_usage (mailbox_id, bytes, messages, updated_at)"
         " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE bytes = VALUES(bytes),"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden import config
-from mailwarden.lda import pipe
+from mailwarden.pipe import lda as pipe
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -135,7 +135,7 @@ def test_handover_path_imports_nothing_heavy(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[lda]\nlmtp_listen = ["unix:{sock}"]\n')
     code = (
-        "import io, sys; from mailwarden.lda import pipe;"
+        "import io, sys; from mailwarden.pipe import lda as pipe;"
         f"rc = pipe.main(['-c', {str(cfg)!r}, '-f', 's@x', '-d', 'r@x.test'],"
         " io.BytesIO(b'x\\n'), io.StringIO(), io.StringIO());"
         "heavy = {'socket', 'typing', 'logging', 'tomllib', 'mailwarden.config', 're'};"

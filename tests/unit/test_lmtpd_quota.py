@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from mailwarden.lda import quota
+from mailwarden.delivery import quota
 
 
 def _line_by_line(data: bytes) -> tuple[int, int, int]:

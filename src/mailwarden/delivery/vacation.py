@@ -4,7 +4,7 @@ What it does
     ``respond`` gathers the facts (the mailbox's vacation from ``store.vacation``, its
     addresses and aliases, the reply log) and asks ``core.vacation.suppression``; when
     a reply is due it claims the (mailbox, sender) slot in ``vacation_log`` atomically,
-    builds the reply and submits it through the local MTA (``lda.submit``).
+    builds the reply and submits it through the local MTA (``delivery.submit``).
 
 The reply: to the envelope sender only, envelope sender ``<>``, ``From:`` the user,
 ``Subject:`` the one set with ``vacation set --subject`` (``Auto: <original>`` only when
@@ -23,8 +23,8 @@ import logging
 import time
 
 from mailwarden.core import vacation as rules
-from mailwarden.lda import headers as hdr
-from mailwarden.lda.submit import Submitter
+from mailwarden.delivery import headers as hdr
+from mailwarden.delivery.submit import Submitter
 from mailwarden.store import delivery as store
 from mailwarden.store import vacation as vacation_store
 from mailwarden.store.db import Database

@@ -24,7 +24,7 @@ One log line per recipient: ``deliver rcpt=<…> from=<…> dsn=… ms=… <text
 to a ``Recorder`` (Prometheus counters in lmtpd, the counter file in pipe mode).
 
 Options lmtpd uses for throughput (the pipe LDA and the tests keep the defaults):
-``usage`` = ``lda.usage.WriteBehindUsage`` (``quota_usage`` written behind, coalesced;
+``usage`` = ``delivery.usage.WriteBehindUsage`` (``quota_usage`` written behind, coalesced;
 default ``SyncUsage``, one transaction per delivery), and ``recipient_ttl`` > 0: an
 active mailbox found in the store is remembered that many seconds, so RCPT and DATA
 (and the next messages) do not look it up again, nor its vacation while none is in
@@ -47,12 +47,12 @@ from mailwarden.config import Settings
 from mailwarden.core import quotacheck, spamtreat
 from mailwarden.core import recipient as recipient_rules
 from mailwarden.core.delivery import Usage, loop_verdict
+from mailwarden.delivery import headers as hdr
+from mailwarden.delivery import quota
+from mailwarden.delivery.maildir import Maildir, MaildirError, Names, open_maildir, os_verdict
+from mailwarden.delivery.submit import Submitter
+from mailwarden.delivery.usage import SyncUsage
 from mailwarden.errors import UsageError
-from mailwarden.lda import headers as hdr
-from mailwarden.lda import quota
-from mailwarden.lda.maildir import Maildir, MaildirError, Names, open_maildir, os_verdict
-from mailwarden.lda.submit import Submitter
-from mailwarden.lda.usage import SyncUsage
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 from mailwarden.verdict import OK, Verdict, tempfail
@@ -368,7 +368,7 @@ class Deliverer:
     def _vacation(
         self, rcpt: store.Recipient, sender: str, headers: hdr.Headers, envelope_rcpt: str
     ) -> str | None:
-        from mailwarden.lda import vacation
+        from mailwarden.delivery import vacation
 
         if self.recipient_ttl > 0 and self._no_vacation.get(rcpt.id, 0.0) > time.monotonic():
             return None

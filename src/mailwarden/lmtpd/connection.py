@@ -1,9 +1,9 @@
-"""lmtpd's connections: the LMTP codec (``lda.lmtp_protocol``) on an asyncio socket.
+"""lmtpd's connections: the LMTP codec (``lmtpd.protocol``) on an asyncio socket.
 
 ``Connection`` (one per client) feeds the bytes it reads to a ``Session`` and answers its
 events: ``Reply`` is written as it is, ``Rcpt`` and ``Message`` go to the ``Handler``,
-which asks the delivery core (``lda.deliver.Deliverer``). All replies produced by one
-read leave in one write. ``lda.lmtp`` builds both and runs the server.
+which asks the delivery core (``delivery.deliver.Deliverer``). All replies produced by one
+read leave in one write. ``lmtpd.server`` builds both and runs the server.
 
 Errors: an exception in the delivery core is that recipient's 451 4.3.0 (``Handler``);
 anything unexpected in the connection itself answers 421 4.3.0 and closes it, logged
@@ -16,8 +16,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from mailwarden.lda.deliver import Deliverer
-from mailwarden.lda.lmtp_protocol import Message, Rcpt, Reply, Session
+from mailwarden.delivery.deliver import Deliverer
+from mailwarden.lmtpd.protocol import Message, Rcpt, Reply, Session
 from mailwarden.verdict import OK, Verdict, tempfail
 
 log = logging.getLogger("mailwarden.lmtpd")

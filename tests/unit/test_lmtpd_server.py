@@ -1,14 +1,14 @@
 """lmtpd's asyncio adapter (``lda.lmtp.Connection``) on a real localhost socket.
 
-The protocol rules themselves are golden transcripts in test_lda_lmtp_protocol.py.
+The protocol rules themselves are golden transcripts in test_lmtpd_protocol.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from mailwarden.lda.lmtp import IDLE_TIMEOUT
-from mailwarden.lda.lmtp_connection import Connection, Handler
+from mailwarden.lmtpd.connection import Connection, Handler
+from mailwarden.lmtpd.server import IDLE_TIMEOUT
 from mailwarden.verdict import OK, Verdict
 
 

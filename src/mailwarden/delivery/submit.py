@@ -1,6 +1,6 @@
 """Hand a message the delivery agent generated (a vacation reply) to the local MTA.
 
-Who calls it: ``lda.vacation``. Going through the MTA (rather than writing into the
+Who calls it: ``delivery.vacation``. Going through the MTA (rather than writing into the
 sender's Maildir) means the reply is queued, retried, signed and logged like any mail.
 
 Two ways, chosen by ``[lda] submit``:

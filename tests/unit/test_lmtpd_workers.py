@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from mailwarden.core.delivery import Usage
-from mailwarden.lda import quota
-from mailwarden.lda.lmtp_workers import SharedUsage
-from mailwarden.lda.maildir import open_maildir
-from mailwarden.lda.usage import FreshUsage
+from mailwarden.delivery import quota
+from mailwarden.delivery.maildir import open_maildir
+from mailwarden.delivery.usage import FreshUsage
+from mailwarden.lmtpd.workers import SharedUsage
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 from tests.daemons import start_daemon
-from tests.unit.test_lda_deliver import MSG, Env
+from tests.unit.test_delivery_deliver import MSG, Env
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailwarden.lda.lmtp_protocol import Message, Rcpt, Reply, Session, parse_path
+from mailwarden.lmtpd.protocol import Message, Rcpt, Reply, Session, parse_path
 from mailwarden.verdict import OK, Verdict
 
 LHLO = """\

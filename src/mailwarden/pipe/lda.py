@@ -17,7 +17,7 @@ How it delivers: Postfix starts it once per message, so it stays light. It first
 the message to a running ``mailwarden lmtpd`` over the first unix socket of ``[lda]
 lmtp_listen`` (lmtpd then delivers and counts it in its metrics); only when none
 answers does it import the delivery core and deliver in-process, recording its metrics
-in the counter file lmtpd folds in (``lda.counters``).
+in the counter file lmtpd folds in (``delivery.counters``).
 
 Start-up cost: the hand-over path imports nothing beyond ``os``, ``sys`` and C modules
 (``_socket``, ``syslog``): the socket comes from a line scan of the configuration file
@@ -52,7 +52,7 @@ EX_OK, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 67, 75, 77
 CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 600.0
 # Must equal ``config.DEFAULT_PATH`` and the default of ``LdaSettings.lmtp_listen``
-# (tests/unit/test_lda_pipe.py checks both).
+# (tests/unit/test_pipe_lda.py checks both).
 DEFAULT_CONFIG = "/etc/mailwarden/mailwarden.toml"
 DEFAULT_LMTP_LISTEN = ("unix:/run/mailwarden/lmtp.sock",)
 
@@ -312,8 +312,8 @@ def deliver_here(
     settings: object, sender: str, recipient: str, original: str, data: bytes
 ) -> tuple[str, str]:
     from mailwarden.config import Settings
-    from mailwarden.lda.counters import FileRecorder
-    from mailwarden.lda.deliver import Deliverer
+    from mailwarden.delivery.counters import FileRecorder
+    from mailwarden.delivery.deliver import Deliverer
     from mailwarden.store.db import Database
 
     assert isinstance(settings, Settings)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailwarden.lda import headers, quota
-from mailwarden.lda.maildir import MaildirError, Names, open_maildir, vsize
+from mailwarden.delivery import headers, quota
+from mailwarden.delivery.maildir import MaildirError, Names, open_maildir, vsize
 
 
 def _open(root: Path, rel: str = "example.test/alice"):

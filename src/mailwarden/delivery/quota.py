@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 
 from mailwarden.core.delivery import Usage
-from mailwarden.lda.maildir import FILE_MODE, Maildir
+from mailwarden.delivery.maildir import FILE_MODE, Maildir
 
 FILENAME = "maildirsize"
 RECALC_SIZE = 5120

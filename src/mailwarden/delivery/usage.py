@@ -52,9 +52,9 @@ from collections.abc import Callable, Iterable
 
 from mailwarden import address
 from mailwarden.core.delivery import Usage, warning_due
+from mailwarden.delivery import quota
+from mailwarden.delivery.maildir import open_maildir
 from mailwarden.errors import StoreUnavailable
-from mailwarden.lda import quota
-from mailwarden.lda.maildir import open_maildir
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from mailwarden import config
-from mailwarden.lda import pipe, quota
-from mailwarden.lda.counters import Entry, FileRecorder, fold
-from mailwarden.lda.deliver import Deliverer
-from mailwarden.lda.maildir import open_maildir
+from mailwarden.delivery import quota
+from mailwarden.delivery.counters import Entry, FileRecorder, fold
+from mailwarden.delivery.deliver import Deliverer
+from mailwarden.delivery.maildir import open_maildir
+from mailwarden.pipe import lda as pipe
 from mailwarden.store.db import Database
 from tests.conftest import Cli, write_config
 
@@ -377,7 +378,7 @@ def test_maildirsize_failure_after_delivery_is_not_a_retry(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The message is in new/: a failing maildirsize append must not answer 4xx (dupes)."""
-    from mailwarden.lda import quota as quota_mod
+    from mailwarden.delivery import quota as quota_mod
 
     def broken(*_: object, **__: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from mailwarden.core.delivery import Usage
-from mailwarden.lda.deliver import Deliverer
-from mailwarden.lda.usage import WriteBehindUsage
+from mailwarden.delivery.deliver import Deliverer
+from mailwarden.delivery.usage import WriteBehindUsage
 from mailwarden.store.db import Database
-from tests.unit.test_lda_deliver import MSG, Env
+from tests.unit.test_delivery_deliver import MSG, Env
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ would vanish with it (REFERENCE §11).
 
 The design (two paths, both exact):
     1. When an ``lmtpd`` is running, the pipe LDA hands the message over its unix socket
-       (``lda.pipe``) and lmtpd delivers and counts it itself.
+       (``pipe.lda``) and lmtpd delivers and counts it itself.
     2. When none is running, the pipe LDA delivers in-process and appends one line per
        recipient to ``[lda] metrics_dir``/``lda-counters`` — ``outcome bytes seconds
        junk quota vacation`` — with one ``O_APPEND`` write under a shared ``flock``.

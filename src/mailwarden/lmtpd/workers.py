@@ -11,14 +11,14 @@ take a whole burst of connections (asyncio accepts up to 100 per wake-up), and a
 connection stays with its process for every message the client sends on it.
 
 Parent: serves ``/metrics`` (the workers count through the counter file, like the pipe
-LDA, folded into the metrics before every scrape: ``lda.counters``); a worker that dies
+LDA, folded into the metrics before every scrape: ``delivery.counters``); a worker that dies
 is started again after one second. SIGTERM/SIGINT: stop accepting, SIGTERM every worker
 (each finishes its deliveries in progress, up to ``lmtp.DRAIN_SECONDS``, and writes its
 pending ``quota_usage``), remove the unix socket files once, exit 0. A worker whose
 parent is gone (its socket pair closes) stops the same way.
 
 ``quota_usage`` across processes (``SharedUsage``): the write-behind of one process
-(``lda.usage.WriteBehindUsage``) assumes it is the only writer. With several workers,
+(``delivery.usage.WriteBehindUsage``) assumes it is the only writer. With several workers,
 each writer takes an ``flock`` on ``<metrics_dir>/lmtpd-usage.lock`` to write, and
 writes the numbers it reads from ``maildirsize`` at that moment (not those computed at
 delivery time), so the rows written follow ``maildirsize`` in time: a worker can never
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from mailwarden.config import Settings
 from mailwarden.core.delivery import Usage, warning_due
-from mailwarden.lda.usage import FLUSH_INTERVAL, FreshUsage, Locate
+from mailwarden.delivery.usage import FLUSH_INTERVAL, FreshUsage, Locate
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 
@@ -121,7 +121,7 @@ class Worker:
 
 
 def _bind(spec: str, mode: int) -> socket.socket:
-    from mailwarden.lda.lmtp import clear_stale, parse_listen
+    from mailwarden.lmtpd.server import clear_stale, parse_listen
 
     kind, where, port = parse_listen(spec)
     if kind == "unix":
@@ -293,7 +293,7 @@ def run(
 
 
 def _remove_sockets(listen: list[str]) -> None:
-    from mailwarden.lda.lmtp import parse_listen
+    from mailwarden.lmtpd.server import parse_listen
 
     for spec in listen:
         kind, where, _ = parse_listen(spec)

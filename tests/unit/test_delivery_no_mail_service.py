@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailwarden.core import recipient
-from tests.unit.test_lda_deliver import Env
+from tests.unit.test_delivery_deliver import Env
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 Usage: ``mailwarden [--config PATH] lmtpd [--listen unix:/path|HOST:PORT ...]
 [--metrics HOST:PORT] [--socket-mode 0666] [--max-size BYTES] [--workers N]``
 
-Protocol: our own sans-IO codec (``lda.lmtp_protocol``, where the rules are listed)
-behind a thin ``asyncio.Protocol`` (``lda.lmtp_connection``). aiosmtpd was used until its
+Protocol: our own sans-IO codec (``lmtpd.protocol``, where the rules are listed)
+behind a thin ``asyncio.Protocol`` (``lmtpd.connection``). aiosmtpd was used until its
 command loop became most of lmtpd's CPU per message (measured in docs/benchmarks.md).
     LHLO      advertises PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME, SMTPUTF8, SIZE
     RCPT      550 5.1.1 unknown, 550 5.2.1 disabled, 452 4.2.2 / 552 5.2.2 already full,
@@ -30,14 +30,14 @@ exit 0.
 worker processes, each one of the above without listeners (``lda.lmtp_workers``; one
 process is one CPU because of the GIL).
 
-Throughput: ``quota_usage`` is written behind (``lda.usage.FreshUsage``: coalesced
+Throughput: ``quota_usage`` is written behind (``delivery.usage.FreshUsage``: coalesced
 per mailbox, one transaction at most every 0.5 s; across workers
 ``lmtp_workers.SharedUsage``) and active mailboxes are remembered for
 ``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
 (file fsync + ``new/`` fsync) and no store write; see docs/benchmarks.md.
 
 Metrics (``--metrics``, default ``[metrics] listen``): ``metrics.LdaMetrics``, with the
-pipe-mode counter file folded in before every scrape (see ``lda.counters``); workers
+pipe-mode counter file folded in before every scrape (see ``delivery.counters``); workers
 count through that file too.
 """
 
@@ -57,10 +57,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mailwarden.config import Settings
-from mailwarden.lda import counters, lmtp_workers
-from mailwarden.lda.deliver import Deliverer, Recorder
-from mailwarden.lda.lmtp_connection import Connection, Handler
-from mailwarden.lda.usage import FreshUsage
+from mailwarden.delivery import counters
+from mailwarden.delivery.deliver import Deliverer, Recorder
+from mailwarden.delivery.usage import FreshUsage
+from mailwarden.lmtpd import workers as lmtp_workers
+from mailwarden.lmtpd.connection import Connection, Handler
 from mailwarden.metrics import LdaMetrics
 from mailwarden.store.db import Database
 
