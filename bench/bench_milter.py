@@ -1,21 +1,36 @@
-"""Benchmark the milter: Postfix smtp-source -> Postfix (+ milter) -> smtp-sink, messages/s.
+"""Benchmark the milter (not a test): what a milter costs Postfix, next to the protocol's floor.
 
-Configurations, measured in the same run on the same Postfix (tests/servers.Postfix):
-  a  no milter                              (the baseline)
-  b  mailwarden milter, no scanners         (clamd = "", spamd = "")
-  c  mailwarden milter + ClamAV             (real clamd, local EICAR signature)
-  d  mailwarden milter + ClamAV + SpamAssassin (real spamd, shipped rules, 2 children)
-  e  Debian's clamav-milter + spamass-milter (same clamd/spamd), when installed
+Load: ``smtp-source -s CONCURRENCY -m MESSAGES -l SIZE`` through Postfix (tests/servers.
+Postfix, the same instance for every row) to one recipient of a relay domain whose
+transport is ``smtp:[127.0.0.1]:SINK`` (``smtp-sink``). A row's time runs from the start
+of smtp-source until Postfix's queue is empty, polled every 5 ms (the earlier back-off
+to 200 ms made a fast row's time jump by up to 0.2 s); any deferred message stops the run.
 
-Load: ``smtp-source -s CONCURRENCY -m MESSAGES -l SIZE`` to one recipient of a relay
-domain whose transport is ``smtp:[127.0.0.1]:SINK`` (``smtp-sink``); the time is from
-the start of smtp-source until Postfix's queue is empty (everything handed to the sink).
-One warm-up round per configuration is not counted.
+Rows (``--rows``, default all; the socket is how Postfix reaches the milter):
+  a          no milter (the baseline)
+  f-inet     C do-nothing milter on TCP         } bench/milter_floor.c, built now with
+  f-unix     C do-nothing milter, unix socket   } gcc + libmilter: the protocol's floor
+  B-inet     mailwarden BEFORE, no scanners (TCP)    } only with --before-src DIR: the
+  B-unix     mailwarden BEFORE, no scanners (unix)   } same milter from an older checkout
+  b-inet     mailwarden, no scanners, TCP
+  b-unix     mailwarden, no scanners, unix socket (the default setup writes)
+  d-unix     mailwarden + ClamAV + SpamAssassin (real clamd, real spamd: 2 children)
+  e-unix     Debian's clamav-milter + spamass-milter on the same clamd/spamd
+             (installed with apt-get by this script when missing)
+The scanning rows (d, e) send ``--scan-messages`` messages (spamd is the bottleneck).
 
-Usage:  PYTHONPATH=src python3 bench/bench_milter.py [--messages 500] [--concurrency 10]
-        [--size 4096] [--json out.json]
-Needs root, postfix, clamd, spamd (scripts/install-deps.sh); (e) needs
-``apt-get install clamav-milter spamass-milter``.
+Rounds: every row once per round, rows interleaved and the order rotated each round;
+round 1 is preceded by a warm-up per row. Reported per round and as the median of the
+rounds: messages/s, each milter's CPU per message (user+system of its processes), and
+the ratios b/a, b/f (same socket), f/a, d/e. Then latency at concurrency 1: one SMTP
+session per row and round (smtplib), ``--latency-messages`` messages, the time from MAIL
+FROM to the reply to the final dot, median over all rounds; "added" is that minus row a.
+
+Usage (root; postfix, clamd, spamd, smtp-source from scripts/install-deps.sh; gcc and
+libmilter-dev for the floor):
+    PYTHONPATH=src python3 bench/bench_milter.py [--rounds 3] [--messages 1000]
+        [--concurrency 10] [--size 4096] [--scan-messages 200] [--latency-messages 40]
+        [--rows a,f-unix,b-unix] [--before-src /path/to/old/src] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,101 +39,174 @@ import argparse
 import json
 import os
 import shutil
+import smtplib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SRC = str(ROOT / "src")
-sys.path.insert(0, SRC)
+SRC = ROOT / "src"
+sys.path.insert(0, str(SRC))
 
 from tests import servers  # noqa: E402
-from tests.integration.test_milter_protocol import (  # noqa: E402
-    MilterProcess,
-    init_db,
-    start_milter,
-    write_milter_config,
-)
+from tests.integration.test_milter_protocol import init_db, write_milter_config  # noqa: E402
 
-# A pymilter milter that only adds a header: the floor of any pymilter milter. It is
-# negotiated like mailwarden's (header and body without replies, nothing else) and gets
-# the same TCP_NODELAY listener, so (b) - (t) is mailwarden's own work.
-TRIVIAL = """
-import sys, Milter
-from mailwarden.milter.__main__ import _nodelay_after
-class M(Milter.Base):
-    @Milter.noreply
-    def header(self, n, v): return Milter.CONTINUE
-    @Milter.noreply
-    def body(self, c): return Milter.CONTINUE
-    def eom(self):
-        self.addheader("X-Test", "x")
-        return Milter.CONTINUE
-Milter.factory = M
-Milter.set_flags(Milter.ADDHDRS)
-address = sys.argv[1]
-if address.startswith("inet:"):
-    Milter.milter.opensocket = _nodelay_after(Milter.milter.opensocket, address)
-Milter.runmilter("t", address, timeout=60)
-"""
+FLOOR_SOURCE = ROOT / "bench" / "milter_floor.c"
+ALL_ROWS = ("a", "f-inet", "f-unix", "B-inet", "B-unix", "b-inet", "b-unix", "d-unix", "e-unix")
+LABELS = {
+    "a": "no milter",
+    "f": "C do-nothing libmilter milter",
+    "B": "mailwarden BEFORE, no scanners",
+    "b": "mailwarden, no scanners",
+    "d": "mailwarden + ClamAV + SpamAssassin",
+    "e": "clamav-milter + spamass-milter",
+}
 
 
-def milter_entry(port: int | str) -> str:
+def label(row: str) -> str:
+    kind, _, sock = row.partition("-")
+    return f"{row:7s} {LABELS[kind]}" + (
+        f" ({'tcp' if sock == 'inet' else 'unix'})" if sock else ""
+    )
+
+
+@dataclass
+class Row:
+    """One configuration: what ``smtpd_milters`` is set to and whose CPU is counted."""
+
+    name: str
+    milters: str = ""
+    pids: list[int] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+
+
+def milter_entry(where: str) -> str:
     """One smtpd_milters entry with contrib/postfix/main.cf.milter's per-milter options."""
-    where = port if isinstance(port, str) else f"inet:127.0.0.1:{port}"
     return (
         f"{{ {where}, connect_timeout=10s, command_timeout=30s, content_timeout=120s,"
         " default_action=tempfail }"
     )
 
 
-def start_mailwarden(
-    base: Path, name: str, url: str, kind: str, **milter: str
-) -> tuple[MilterProcess, str]:
-    """A mailwarden milter on TCP (as contrib ships it) or a unix socket; (process, entry)."""
-    if kind == "inet":
-        proc = start_milter(base, name, url, **milter)
-        return proc, milter_entry(proc.port)
-    path = base / f"{name}.sock"
-    cfg = write_milter_config(base / f"{name}.toml", url, base / "vmail", **milter)
-    proc = MilterProcess(
-        cfg, base / f"{name}-tmp", f"unix:{path}", 0, servers.free_port(), base / f"{name}.log"
-    )
-    proc.start()
-    return proc, milter_entry(f"unix:{path}")
+def postfix_address(libmilter: str) -> str:
+    """``inet:PORT@HOST`` -> ``inet:HOST:PORT``; ``unix:/p`` stays."""
+    if libmilter.startswith("inet:"):
+        port, _, host = libmilter[5:].partition("@")
+        return f"inet:{host}:{port}"
+    return libmilter
 
 
-def run_load(pf: servers.Postfix, sink_port: int, n: int, conc: int, size: int) -> float:
-    """Messages per second for n messages."""
-    start = time.monotonic()
+def listen_address(base: Path, name: str, sock: str) -> str:
+    if sock == "inet":
+        return f"inet:{servers.free_port()}@127.0.0.1"
+    return f"unix:{base}/{name}.sock"
+
+
+def wait_listening(address: str, procs: list[subprocess.Popen[bytes]], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if address.startswith("unix:"):
+            ready = servers.unix_socket_open(address[5:])
+        else:
+            port, _, host = address[5:].partition("@")
+            ready = servers.port_open(int(port), host)
+        if ready:
+            return
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"{what} did not start on {address}")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- milters
+
+
+def build_floor(tmp: Path) -> Path:
+    """Compile bench/milter_floor.c (gcc, libmilter-dev) into tmp."""
+    if not Path("/usr/include/libmilter/mfapi.h").exists():
+        subprocess.run(["apt-get", "install", "-y", "libmilter-dev"], check=True)
+    binary = tmp / "milter_floor"
     subprocess.run(
-        [
-            "smtp-source",
-            "-s",
-            str(conc),
-            "-m",
-            str(n),
-            "-l",
-            str(size),
-            "-f",
-            "load@outside.test",
-            "-t",
-            "user@sink.test",
-            f"127.0.0.1:{pf.smtp_port}",
-        ],
+        ["gcc", "-O2", "-Wall", "-o", str(binary), str(FLOOR_SOURCE), "-lmilter", "-lpthread"],
         check=True,
-        capture_output=True,
-        timeout=600,
     )
-    pf.wait_queue_empty(timeout=600)
-    elapsed = time.monotonic() - start
-    rejected = pf.log_text().count("milter-reject")
-    if rejected:
-        raise RuntimeError(f"{rejected} messages were rejected by a milter")
-    return n / elapsed
+    return binary
+
+
+def start_floor(binary: Path, address: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [str(binary), address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_listening(address, [proc], "milter_floor")
+    return proc
+
+
+def start_mailwarden(
+    base: Path, name: str, url: str, address: str, src: Path, **milter: str
+) -> subprocess.Popen[bytes]:
+    """``python -m mailwarden.milter`` from ``src`` (this checkout's, or --before-src)."""
+    cfg = write_milter_config(base / f"{name}.toml", url, base / "vmail", **milter)
+    (base / f"{name}-tmp").mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(src), TMPDIR=str(base / f"{name}-tmp"))
+    command = [sys.executable, "-m", "mailwarden.milter", "--config", str(cfg)]
+    with open(base / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [*command, "--listen", address, "--metrics", "none"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_listening(address, [proc], f"mailwarden milter {name}")
+    return proc
+
+
+def start_debian_milters(
+    base: Path, clamd: servers.Clamd, spamd: servers.Spamd
+) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """clamav-milter and spamass-milter on private unix sockets (installed when missing)."""
+    if not (shutil.which("clamav-milter") and shutil.which("spamass-milter")):
+        subprocess.run(
+            ["apt-get", "install", "-y", "clamav-milter", "spamass-milter"],
+            check=True,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
+    csock, ssock = base / "clamav-milter.sock", base / "spamass-milter.sock"
+    conf = base / "clamav-milter.conf"
+    conf.write_text(
+        f"MilterSocket unix:{csock}\nMilterSocketMode 666\nClamdSocket unix:{clamd.socket}\n"
+        "Foreground yes\nOnInfected Reject\nOnFail Defer\nAddHeader Replace\n"
+        f"MaxFileSize 25M\nUser root\nLogFile {base}/clamav-milter.log\n"
+    )
+    old = os.umask(0)  # spamass-milter's socket must be usable by user postfix
+    try:
+        procs = [
+            subprocess.Popen(
+                ["clamav-milter", "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                ["spamass-milter", "-p", f"unix:{ssock}", "-m", "--"]
+                + ["-d", "127.0.0.1", "-p", str(spamd.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+    finally:
+        os.umask(old)
+    wait_listening(f"unix:{csock}", procs, "clamav-milter")
+    wait_listening(f"unix:{ssock}", procs, "spamass-milter")
+    return procs, f"{milter_entry(f'unix:{csock}')}, {milter_entry(f'unix:{ssock}')}"
+
+
+# --------------------------------------------------------------------------- measuring
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -133,122 +221,193 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def use_milters(pf: servers.Postfix, value: str) -> None:
-    pf.postconf("-e", f"smtpd_milters={value}")
-    pf.reload()
+def wait_drained(pf: servers.Postfix, timeout: float = 600.0) -> None:
+    """Until Postfix's queue is empty, looked at every 5 ms; a deferral is an error."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while pf.queue_ids():
+        polls += 1
+        if polls % 20 == 0 and any(p.is_file() for p in (pf.queue_dir / "deferred").rglob("*")):
+            raise RuntimeError(f"messages deferred:\n{pf.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"queue not empty after {timeout}s")
+        time.sleep(0.005)
 
 
-def start_debian_milters(
-    base: Path, clamd: servers.Clamd, spamd: servers.Spamd
-) -> tuple[list[subprocess.Popen[bytes]], str] | None:
-    if not (shutil.which("clamav-milter") and shutil.which("spamass-milter")):
-        return None
-    cport, sport = servers.free_port(), servers.free_port()
-    conf = base / "clamav-milter.conf"
-    conf.write_text(
-        f"MilterSocket inet:{cport}@127.0.0.1\nClamdSocket unix:{clamd.socket}\nForeground yes\n"
-        "OnInfected Reject\nOnFail Defer\nAddHeader Replace\nMaxFileSize 25M\nUser root\n"
-        f"LogFile {base}/clamav-milter.log\n"
+def run_load(pf: servers.Postfix, n: int, conc: int, size: int) -> float:
+    """Messages per second for n messages through smtpd, queue drained."""
+    start = time.monotonic()
+    subprocess.run(
+        ["smtp-source", "-s", str(conc), "-m", str(n), "-l", str(size)]
+        + ["-f", "load@outside.test", "-t", "user@sink.test", f"127.0.0.1:{pf.smtp_port}"],
+        check=True,
+        capture_output=True,
+        timeout=900,
     )
-    procs = [
-        subprocess.Popen(
-            ["clamav-milter", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ),
-        subprocess.Popen(
-            [
-                "spamass-milter",
-                "-p",
-                f"inet:{sport}@127.0.0.1",
-                "-m",
-                "--",
-                "-d",
-                "127.0.0.1",
-                "-p",
-                str(spamd.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
-    deadline = time.monotonic() + 20
-    while not (servers.port_open(cport) and servers.port_open(sport)):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            for p in procs:
-                p.kill()
-            return None
-        time.sleep(0.1)
-    value = f"{milter_entry(cport)}, {milter_entry(sport)}"
-    return procs, value
+    wait_drained(pf)
+    return n / (time.monotonic() - start)
+
+
+def latencies(pf: servers.Postfix, n: int, size: int) -> list[float]:
+    """Milliseconds from MAIL FROM to the reply to the final dot, one session, c = 1."""
+    body = ("x" * 70 + "\r\n") * max(1, size // 72)
+    out = []
+    with smtplib.SMTP("127.0.0.1", pf.smtp_port, timeout=60) as smtp:
+        smtp.ehlo("bench.test")
+        for i in range(n + 3):
+            msg = f"From: l@outside.test\r\nTo: user@sink.test\r\nSubject: c1 {i}\r\n\r\n{body}"
+            start = time.perf_counter()
+            smtp.sendmail("l@outside.test", ["user@sink.test"], msg)
+            if i >= 3:  # the first messages open the milter connection(s)
+                out.append((time.perf_counter() - start) * 1000)
+    wait_drained(pf)
+    return out
+
+
+def use(pf: servers.Postfix, row: Row) -> None:
+    pf.postconf("-e", f"smtpd_milters={row.milters}")
+    pf.reload()
+    time.sleep(0.3)  # old smtpd processes finish and exit
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio(rows: dict[str, Row], top: str, bottom: str, i: int) -> float | None:
+    if top in rows and bottom in rows and i < len(rows[top].rates) and i < len(rows[bottom].rates):
+        return rows[top].rates[i] / rows[bottom].rates[i]
+    return None
+
+
+RATIOS = (
+    ("b-unix", "a"),
+    ("b-inet", "a"),
+    ("b-unix", "f-unix"),
+    ("b-inet", "f-inet"),
+    ("f-unix", "a"),
+    ("f-inet", "a"),
+    ("B-unix", "a"),
+    ("B-inet", "a"),
+    ("d-unix", "e-unix"),
+)
+
+
+def report(rows: dict[str, Row], rounds: int, say: Callable[[str], None]) -> dict[str, object]:
+    say(f"\nmedian of {rounds} round(s)          msg/s   milter CPU ms/msg   c=1 ms  added ms")
+    base_lat = statistics.median(rows["a"].latency_ms) if "a" in rows else None
+    result: dict[str, object] = {"rows": {}, "ratios": {}}
+    for name, row in rows.items():
+        rate = statistics.median(row.rates)
+        cpu = statistics.median(row.cpu_ms)
+        lat = statistics.median(row.latency_ms) if row.latency_ms else float("nan")
+        added = lat - base_lat if base_lat is not None else float("nan")
+        say(f"{label(name):52s} {rate:7.1f}   {cpu:6.2f}   {lat:8.2f} {added:8.2f}")
+        result["rows"][name] = {  # type: ignore[index]
+            "msgs_per_s": row.rates,
+            "median_msgs_per_s": rate,
+            "milter_cpu_ms_per_msg": cpu,
+            "c1_latency_ms_median": lat,
+            "c1_added_ms": added,
+        }
+    say("\nratios per round (same round, same Postfix) and their median:")
+    for top, bottom in RATIOS:
+        values = [ratio(rows, top, bottom, i) for i in range(rounds)]
+        got = [v for v in values if v is not None]
+        if got:
+            per = " ".join(f"{v:5.2f}" for v in got)
+            say(f"  {top:7s}/ {bottom:7s}  {per}   median {statistics.median(got):5.2f}")
+            result["ratios"][f"{top}/{bottom}"] = got  # type: ignore[index]
+    return result
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=500)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--scan-messages", type=int, default=200)
+    ap.add_argument("--latency-messages", type=int, default=40)
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--json", metavar="PATH")
-    ap.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="measure every row this often, rows interleaved; report the median",
-    )
-    ap.add_argument(
-        "--socket",
-        choices=("inet", "unix"),
-        default="inet",
-        help="how Postfix reaches the mailwarden milter (default inet, as contrib ships)",
-    )
-    ap.add_argument(
-        "--configs", default="atbcde", help="which rows to run (letters, default atbcde)"
-    )
+    ap.add_argument("--rows", default=",".join(r for r in ALL_ROWS if r[0] != "B"))
+    ap.add_argument("--before-src", type=Path, help="src/ of an older checkout: rows B-*")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    wanted = [r for r in args.rows.split(",") if r]
+    if args.before_src:
+        wanted += [r for r in ("B-inet", "B-unix") if r not in wanted]
+    unknown = set(wanted) - set(ALL_ROWS)
+    if unknown:
+        ap.error(f"unknown rows {sorted(unknown)}; known: {','.join(ALL_ROWS)}")
+    wanted = [r for r in ALL_ROWS if r in wanted]
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    say(
+        f"bench_milter {time.strftime('%Y-%m-%d %H:%M:%S %Z')}  {os.cpu_count()} CPUs  "
+        f"load {Path('/proc/loadavg').read_text().strip()}"
+    )
+    say(f"args: {vars(args)}")
     base = servers.make_workdir("mw-bench-milter-")
-    results: dict[str, float | None] = {}
-    cpu_ms: dict[str, float] = {}
-    sink_port = servers.free_port()
+    build_dir = Path(tempfile.mkdtemp(prefix="mw-floor-"))
+    procs: list[subprocess.Popen[bytes]] = []
     sink = subprocess.Popen(
-        ["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "256"],
+        ["smtp-sink", "-u", "nobody", f"127.0.0.1:{(sink_port := servers.free_port())}", "256"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    milters = []
-    debian = None
+    clamd = spamd = None
+    pf = None
     try:
-        clamd = servers.Clamd(base)
-        spamd = servers.Spamd(base)
-        clamd.start()
-        spamd.start()
-        # A real database, as in production: allow lists read, traffic counted (the
-        # load goes to a relay domain, so no traffic row is written).
-        url, _ = init_db(base, "bench")
-        kind = args.socket
-        bare, bare_entry = start_mailwarden(base, "bare", url, kind, clamd="", spamd="")
-        av, av_entry = start_mailwarden(
-            base, "av", url, kind, clamd=f"unix:{clamd.socket}", spamd=""
-        )
-        full, full_entry = start_mailwarden(
-            base,
-            "full",
-            url,
-            kind,
-            clamd=f"unix:{clamd.socket}",
-            spamd=f"127.0.0.1:{spamd.port}",
-        )
-        milters = [bare, av, full]
-        tport = servers.free_port()
-        tsock = base / "trivial.sock"
-        taddr = f"inet:{tport}@127.0.0.1" if kind == "inet" else f"unix:{tsock}"
-        old_umask = os.umask(0)  # the unix socket must be usable by user postfix
-        try:
-            trivial = subprocess.Popen(
-                [sys.executable, "-c", TRIVIAL, taddr], env=dict(os.environ, PYTHONPATH=SRC)
-            )
-        finally:
-            os.umask(old_umask)
-        while not (servers.port_open(tport) or servers.unix_socket_open(str(tsock))):
-            time.sleep(0.05)
-        tentry = milter_entry(tport if kind == "inet" else f"unix:{tsock}")
+        url, _ = init_db(base, "bench")  # allow lists read, traffic counted (relay: none)
+        rows: dict[str, Row] = {}
+        scanning = any(r[0] in "de" for r in wanted)
+        if scanning:
+            clamd, spamd = servers.Clamd(base), servers.Spamd(base)
+            clamd.start()
+            spamd.start()
+        floor = build_floor(build_dir) if any(r[0] == "f" for r in wanted) else None
+        for name in wanted:
+            kind, _, sock = name.partition("-")
+            row = Row(name)
+            if kind in "fBb":
+                address = listen_address(base, name, sock)
+                if kind == "f":
+                    assert floor is not None
+                    procs.append(start_floor(floor, address))
+                    row.pids = [procs[-1].pid]
+                else:
+                    src = args.before_src if kind == "B" else SRC
+                    procs.append(
+                        start_mailwarden(base, name, url, address, src, clamd="", spamd="")
+                    )
+                    row.pids = [procs[-1].pid]
+                row.milters = milter_entry(postfix_address(address))
+            elif kind == "d":
+                assert clamd is not None and spamd is not None
+                address = listen_address(base, name, sock)
+                procs.append(
+                    start_mailwarden(
+                        base,
+                        name,
+                        url,
+                        address,
+                        SRC,
+                        clamd=f"unix:{clamd.socket}",
+                        spamd=f"127.0.0.1:{spamd.port}",
+                    )
+                )
+                row.pids = [procs[-1].pid]
+                row.milters = milter_entry(postfix_address(address))
+            elif kind == "e":
+                assert clamd is not None and spamd is not None
+                peers, row.milters = start_debian_milters(base, clamd, spamd)
+                procs.extend(peers)
+                row.pids = [p.pid for p in peers]
+            rows[name] = row
         pf = servers.Postfix(
             base,
             main_cf_extra={
@@ -260,83 +419,50 @@ def main() -> int:
             },
         )
         pf.start()
-        debian = start_debian_milters(base, clamd, spamd)
-        plan: list[tuple[str, str | None]] = [
-            ("a no milter", ""),
-            ("t trivial pymilter (ceiling)", tentry),
-            ("b milter, no scanners", bare_entry),
-            ("c milter + ClamAV", av_entry),
-            ("d milter + ClamAV + SpamAssassin", full_entry),
-            ("e clamav-milter + spamass-milter", debian[1] if debian else None),
-        ]
-        pids: dict[str, list[int]] = {
-            "t": [trivial.pid],
-            "b": [bare.pid],
-            "c": [av.pid],
-            "d": [full.pid],
-            "e": [p.pid for p in debian[0]] if debian else [],
-        }
-        runs: dict[str, list[float]] = {}
-        cpu: dict[str, list[float]] = {}
-        todo = [(n, v) for n, v in plan if n[0] in args.configs]
-        for name, value in todo:
-            if value is None:
-                results[name] = None
-                print(f"{name:40s} not installed/startable")
-        todo = [(n, v) for n, v in todo if v is not None]
-        for round_no in range(args.rounds):
-            for name, value in todo:
-                assert value is not None
-                use_milters(pf, value)
-                if round_no == 0:  # warm-up, not counted
-                    warm = max(20, args.messages // 10)
-                    run_load(pf, sink_port, warm, args.concurrency, args.size)
-                before = cpu_seconds(pids.get(name[0], []))
-                rate = run_load(pf, sink_port, args.messages, args.concurrency, args.size)
-                used = cpu_seconds(pids.get(name[0], [])) - before
-                runs.setdefault(name, []).append(rate)
-                cpu.setdefault(name, []).append(1000 * used / args.messages)
-                print(
-                    f"round {round_no + 1}: {name:40s} {rate:8.1f} msg/s"
-                    f"  milter CPU {1000 * used / args.messages:5.2f} ms/msg",
-                    flush=True,
+        order = list(rows.values())
+        for rnd in range(args.rounds):
+            shift = rnd % len(order)
+            for row in order[shift:] + order[:shift]:
+                n = args.scan_messages if row.name[0] in "de" else args.messages
+                use(pf, row)
+                if rnd == 0:
+                    run_load(pf, max(20, n // 10), args.concurrency, args.size)
+                before = cpu_seconds(row.pids)
+                rate = run_load(pf, n, args.concurrency, args.size)
+                cpu = 1000 * (cpu_seconds(row.pids) - before) / n
+                row.rates.append(rate)
+                row.cpu_ms.append(cpu)
+                lat = latencies(pf, args.latency_messages, args.size)
+                row.latency_ms.extend(lat)
+                say(
+                    f"round {rnd + 1}: {label(row.name):52s} {rate:7.1f} msg/s  "
+                    f"milter CPU {cpu:5.2f} ms/msg  c=1 {statistics.median(lat):6.2f} ms"
                 )
-        for name, rates in runs.items():
-            results[name] = statistics.median(rates)
-            cpu_ms[name] = statistics.median(cpu[name])
-        print(f"median of {args.rounds} round(s):")
-        for name, rate in results.items():
-            if rate is not None:
-                print(f"{name:40s} {rate:8.1f} msg/s  milter CPU {cpu_ms[name]:5.2f} ms/msg")
-        pf.stop()
-        clamd.stop()
-        spamd.stop()
+        rejected = pf.log_text().count("milter-reject")
+        if rejected:
+            raise RuntimeError(f"{rejected} messages were rejected by a milter")
+        result = report(rows, args.rounds, say)
+        say(f"end {time.strftime('%H:%M:%S')}  load {Path('/proc/loadavg').read_text().strip()}")
+        if args.json:
+            result["args"] = {k: str(v) for k, v in vars(args).items()}
+            args.json.write_text(json.dumps(result, indent=2))
     finally:
-        for proc in debian[0] if debian else ():
+        if pf is not None:
+            pf.stop()
+        for proc in procs:
             proc.terminate()
-        for m in milters:
-            m.stop()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for server in (clamd, spamd):
+            if server is not None:
+                server.stop()
         sink.terminate()
-        if "trivial" in locals():
-            trivial.terminate()
+        shutil.rmtree(build_dir, ignore_errors=True)
         if not os.environ.get("MAILWARDEN_KEEP_TEST_DIR"):
             shutil.rmtree(base, ignore_errors=True)
-    a, b = results.get("a no milter"), results.get("b milter, no scanners")
-    d, e = (
-        results.get("d milter + ClamAV + SpamAssassin"),
-        results.get("e clamav-milter + spamass-milter"),
-    )
-    if a and b:
-        print(f"(b)/(a) = {b / a:.2f}")
-    if d and e:
-        print(f"(d)/(e) = {d / e:.2f}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"args": vars(args), "msgs_per_s": results, "milter_cpu_ms_per_msg": cpu_ms},
-                indent=2,
-            )
-        )
     return 0
 
 

@@ -12,7 +12,7 @@
 #     $MAILWARDEN_EXIM_ROOT (default /opt/mailwarden-test/exim), with the shared
 #     libraries its package Depends on installed (libpq5, libgnutls-dane0, ...), so
 #     that `exim4 -bV` runs on a clean machine;
-#   * users vmail (uid/gid 5000) and Debian-exim (system user);
+#   * users vmail (uid/gid 5000), Debian-exim and mlmmj (system users);
 #   * Dovecot 2.4 (Debian 13 "trixie") in a debootstrap chroot under
 #     $MAILWARDEN_DOVECOT24_ROOT, for contrib/dovecot/dovecot-2.4 (Debian 12 has 2.3);
 #   * a venv at /opt/mailwarden-test/venv built from the SYSTEM python
@@ -40,7 +40,7 @@ APT_PACKAGES=(
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-mysql dovecot-sqlite
   mariadb-server clamav-daemon clamdscan spamassassin spamd spamc libmilter-dev swaks sqlite3
   courier-authdaemon courier-authlib-mysql courier-authlib-sqlite postfwd python3-venv
-  bc xxd build-essential python3-dev debootstrap openssl
+  bc xxd build-essential python3-dev debootstrap openssl mlmmj
 )
 
 SUMMARY=()
@@ -157,6 +157,9 @@ create_users() {
   # Exim's compiled-in user.
   getent passwd Debian-exim >/dev/null ||
     quiet useradd -r -U -d /var/spool/exim4 -M -s /usr/sbin/nologin Debian-exim
+  # mlmmj's list directories and Postfix's mlmmj pipe (docs/lists.md).
+  getent passwd mlmmj >/dev/null ||
+    quiet useradd -r -U -d /var/spool/mlmmj -M -s /usr/sbin/nologin mlmmj
 }
 
 cleanup_spamassassin() {

@@ -28,7 +28,12 @@ PREFIX=${PREFIX:-/opt/mailwarden}
 VENV=$PREFIX/venv
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MW=$VENV/bin/mailwarden
-LMTP=127.0.0.1:10024   # inet: Debian's master.cf chroots the lmtp client
+# lmtpd and the milter on unix sockets below Postfix's queue directory, which Debian's
+# chrooted lmtp(8)/smtpd(8) can reach (setup names them relative to it). Setup makes each
+# directory <daemon user>:postfix 0750: only Postfix may connect. A TCP port would let any
+# local process hand lmtpd mail that skipped policyd and the scanners.
+LMTP=unix:/var/spool/postfix/mailwarden-lmtpd/lmtp.sock
+MILTER=unix:/var/spool/postfix/mailwarden-milter/milter.sock
 CLAMDB=/var/lib/clamav
 LOCAL_SIG=$CLAMDB/mailwarden-local.ndb
 
@@ -173,7 +178,8 @@ postfix_certificate() {
 run_setup() {
   say "mailwarden setup for $DOMAIN"
   "$MW" setup --non-interactive --apply --domain "$DOMAIN" --postmaster "$POSTMASTER" \
-    --with-clamav --with-spamassassin --lmtp-listen "$LMTP" --contrib-dir "$PREFIX/contrib"
+    --with-clamav --with-spamassassin --lmtp-listen "$LMTP" --milter-listen "$MILTER" \
+    --contrib-dir "$PREFIX/contrib"
 }
 
 start_clamd() {
@@ -239,7 +245,7 @@ start_serve() {
   fi
   "$MW" serve --log-file /var/log/mailwarden/serve.log --pid-file "$pid_file"
   wait_for 60 "mailwarden serve" bash -c \
-    "$VENV/bin/python -c \"import urllib.request as u,sys; t=u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:9190/metrics',timeout=3).read().decode(); sys.exit(t.count('mailwarden_serve_up{')!=3 or ' 0.0' in ''.join(l for l in t.splitlines() if l.startswith('mailwarden_serve_up{')))\""
+    "$VENV/bin/python -c \"import urllib.request as u,sys; t=u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:9190/metrics',timeout=3).read().decode(); sys.exit(t.count('mailwarden_serve_up{')<4 or ' 0.0' in ''.join(l for l in t.splitlines() if l.startswith('mailwarden_serve_up{')))\""
 }
 
 main() {

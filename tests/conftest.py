@@ -107,7 +107,8 @@ def private_defaults(path: Path) -> dict[str, dict[str, object]]:
     """Values for the settings whose defaults are the machine's services and files.
 
     lmtpd's hand-over socket and sendmail would give a test's mail to the system's
-    Postfix or lmtpd, the milter would scan with the system's clamd and spamd, metrics
+    Postfix or lmtpd, the milter would scan with the system's clamd and spamd (and
+    take over the system's milter socket, which libmilter replaces), metrics
     would bind the port ``mailwarden serve`` holds (127.0.0.1:9190), and the LDA would
     write its counters into ``/var/lib/mailwarden``. The scanners named here do not
     exist, as on a machine without them; a test that scans names its own.
@@ -119,10 +120,17 @@ def private_defaults(path: Path) -> dict[str, dict[str, object]]:
             "metrics_dir": str(path.parent / f"{path.stem}.lda-metrics"),
         },
         "milter": {
+            # the default is the system's socket, which libmilter would replace
+            "listen": ["unix:/nonexistent/milter.sock"],
             "clamd": "unix:/nonexistent/clamd.ctl",
             "spamd": "unix:/nonexistent/spamd.sock",
         },
         "metrics": {"listen": "none"},
+        # the fetcher's key file and locks: never the system's /etc/mailwarden/fetch.key
+        "fetch": {
+            "key_file": str(path.parent / f"{path.stem}.fetch.key"),
+            "state_dir": str(path.parent / f"{path.stem}.fetch-state"),
+        },
     }
 
 

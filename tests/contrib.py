@@ -38,6 +38,8 @@ POSTFIX_VIEWS = (
     "postfix_virtual_alias",
     "postfix_alias_domain_map",
     "postfix_sender_login",
+    "postfix_list_transport",
+    "postfix_domain_classes",
 )
 DOVECOT_VIEWS = ("dovecot_users",)
 COURIER_VIEWS = ("courier_users",)

@@ -30,6 +30,16 @@ from mailwarden.errors import ConfigError
 DEFAULT_PATH = "/etc/mailwarden/mailwarden.toml"
 DEFAULT_DB_URL = "sqlite:////var/lib/mailwarden/mailwarden.db"
 
+# lmtpd and the milter listen on unix sockets in directories of their own below Postfix's
+# queue directory (Debian's habit for milters: /var/spool/postfix/spamass, .../clamav).
+# There a chrooted lmtp(8), smtpd(8) and cleanup(8) reach them (Postfix names them
+# relative to the queue directory), and nobody else: ``mailwarden setup`` makes each
+# directory <daemon user>:postfix 0750, so no local process can hand lmtpd mail that
+# skipped policyd and the scanners, as it could on a TCP port. docs/operations.md.
+POSTFIX_QUEUE = "/var/spool/postfix"
+LMTP_SOCKET = f"{POSTFIX_QUEUE}/mailwarden-lmtpd/lmtp.sock"
+MILTER_SOCKET = f"{POSTFIX_QUEUE}/mailwarden-milter/milter.sock"
+
 
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
@@ -54,7 +64,7 @@ class MailSettings:
 
 @dataclass(frozen=True, slots=True)
 class LdaSettings:
-    lmtp_listen: tuple[str, ...] = ("unix:/run/mailwarden/lmtp.sock",)
+    lmtp_listen: tuple[str, ...] = (f"unix:{LMTP_SOCKET}",)
     # How vacation replies and quota warnings leave: "sendmail" or "smtp".
     sendmail: str = "/usr/sbin/sendmail"
     submit: str = "sendmail"
@@ -86,7 +96,7 @@ class PolicySettings:
 
 @dataclass(frozen=True, slots=True)
 class MilterSettings:
-    listen: tuple[str, ...] = ("inet:8894@127.0.0.1",)
+    listen: tuple[str, ...] = (f"unix:{MILTER_SOCKET}",)
     clamd: str = "unix:/run/clamav/clamd.ctl"
     spamd: str = "127.0.0.1:783"
     clamd_failure: str = "tempfail"  # or "accept"
@@ -101,7 +111,8 @@ class MilterSettings:
     # Larger than clamd's StreamMaxLength: "accept" (unscanned, no X-Virus-Scanned) or
     # "tempfail" (checked by the milter at start-up, like the other choices).
     clamd_oversize: str = "accept"
-    # Mode of a unix listening socket (Postfix's smtpd runs as user postfix).
+    # Mode of a unix listening socket (Postfix's smtpd runs as user postfix); who may
+    # connect is decided by its directory (see MILTER_SOCKET).
     socket_mode: str = "0666"
 
 
@@ -114,6 +125,90 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupSettings:
+    # ``mailwarden backup``: where the dated backup directories go, how many are kept.
+    dir: str = "/var/backups/mailwarden"
+    keep: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class ListsSettings:
+    # Mailing lists run by mlmmj (docs/lists.md): the list directories live below
+    # ``spool`` as <domain>/<list>/, owned by ``user`` (Postfix's pipe runs mlmmj as it);
+    # mlmmj sends list mail back through the MTA at ``smtp`` (HOST:PORT).
+    spool: str = "/var/spool/mlmmj"
+    user: str = "mlmmj"
+    smtp: str = "127.0.0.1:25"
+
+
+@dataclass(frozen=True, slots=True)
+class SmarthostSettings:
+    # What ``mailwarden setup --relayhost`` wrote into Postfix (docs/smarthost.md), so a
+    # re-run keeps it and ``--relayhost none`` can take it out; "" = no smarthost. The
+    # password is only in Postfix's map (0600 root), never here.
+    relayhost: str = ""
+    user: str = ""
+    tls: str = "encrypt"  # or "secure": the server's certificate is checked
+    cafile: str = ""  # with "secure": the CA file (tafile=), else the system CAs
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    # POP-before-SMTP (docs/pop-before-smtp.md): after a POP3/IMAP login the client's
+    # address may relay for this many minutes (``mailwarden relay allow-login``, called
+    # by Dovecot's post-login script); 0 = off.
+    pop_before_smtp_minutes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    # ``mailwarden api`` (also a child of ``mailwarden serve``; docs/api.md): where it
+    # listens (``daemon.listen``: HOST:PORT or unix:/path), its access log (``api.log``;
+    # "" = with the daemon's log), and the services bitfield a new mailbox gets when
+    # none is named (1 mail, 2 calendar, 4 contacts; Atmail's PROVISION).
+    listen: str = "127.0.0.1:8480"
+    log: str = ""
+    provision: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    # The mail fetcher (``mailwarden fetch``, ``mailwarden fetchd``; docs/fetch.md): the
+    # key file the remote passwords are encrypted with (created 0600 by the first
+    # ``fetch add``), where the per-account locks live, the local MTA fetched mail is
+    # submitted to (HOST:PORT), how many accounts run at once, the network timeout
+    # (seconds) and how often the daemon looks for accounts that are due (seconds).
+    key_file: str = "/etc/mailwarden/fetch.key"
+    state_dir: str = "/var/lib/mailwarden/fetch"
+    smtp: str = "127.0.0.1:25"
+    workers: int = 4
+    timeout: float = 60.0
+    poll: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSettings:
+    # Who counts the per-domain traffic report (docs/traffic.md): "milter" (the milter
+    # at end of message; Postfix sites, the default, so an upgrade never counts twice) or
+    # "daemons" (the delivery agent counts mail in, policyd at END-OF-MESSAGE mail out;
+    # Exim sites, which have no milter). Each program counts only in its own mode.
+    counter: str = "milter"
+
+
+def _validate_fetch(s: Settings) -> None:
+    f = s.fetch
+    if not os.path.isabs(f.key_file) or not os.path.isabs(f.state_dir):
+        raise ConfigError(f"{s.source}: fetch.key_file and fetch.state_dir must be absolute")
+    if not is_host_port(f.smtp):
+        raise ConfigError(f"{s.source}: fetch.smtp must be HOST:PORT, got {f.smtp!r}")
+    if not 1 <= f.workers <= MAX_WORKERS or not 0 < f.timeout <= 3600 or not 0 < f.poll <= 3600:
+        raise ConfigError(
+            f"{s.source}: fetch.workers must be 1..{MAX_WORKERS}, "
+            "fetch.timeout and fetch.poll 0..3600 seconds"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     mail: MailSettings = field(default_factory=MailSettings)
@@ -121,6 +216,13 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     milter: MilterSettings = field(default_factory=MilterSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    lists: ListsSettings = field(default_factory=ListsSettings)
+    smarthost: SmarthostSettings = field(default_factory=SmarthostSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
     source: str = "(built-in defaults)"
 
 
@@ -131,6 +233,13 @@ _SECTIONS: dict[str, type[Any]] = {
     "policy": PolicySettings,
     "milter": MilterSettings,
     "metrics": MetricsSettings,
+    "backup": BackupSettings,
+    "lists": ListsSettings,
+    "smarthost": SmarthostSettings,
+    "relay": RelaySettings,
+    "api": ApiSettings,
+    "fetch": FetchSettings,
+    "traffic": TrafficSettings,
 }
 
 
@@ -209,6 +318,7 @@ def _coerce(default: Any, value: Any, key: str, source: str) -> Any:
 
 
 MAX_WORKERS = 64
+MAX_POP_BEFORE_SMTP_MINUTES = 1440  # a day: longer is a permanent entry (relay add)
 
 _CHOICES = {
     ("mail", "layout"): ("flat", "hashed"),
@@ -217,10 +327,13 @@ _CHOICES = {
     ("milter", "clamd_failure"): ("tempfail", "accept"),
     ("milter", "spamd_failure"): ("tempfail", "accept"),
     ("milter", "virus_action"): ("reject", "discard", "quarantine"),
+    ("smarthost", "tls"): ("encrypt", "secure"),
+    ("traffic", "counter"): ("milter", "daemons"),
 }
 
 
 def _validate(s: Settings) -> None:
+    _validate_fetch(s)
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(s, section), key)
         if value not in allowed:
@@ -237,6 +350,17 @@ def _validate(s: Settings) -> None:
     ):
         if not 1 <= value <= MAX_WORKERS:
             raise ConfigError(f"{s.source}: {key} must be 1..{MAX_WORKERS}")
+    if not os.path.isabs(s.backup.dir) or not 1 <= s.backup.keep <= 1000:
+        raise ConfigError(f"{s.source}: backup.dir must be absolute and backup.keep 1..1000")
+    if not 0 <= s.relay.pop_before_smtp_minutes <= MAX_POP_BEFORE_SMTP_MINUTES:
+        raise ConfigError(
+            f"{s.source}: relay.pop_before_smtp_minutes must be "
+            f"0..{MAX_POP_BEFORE_SMTP_MINUTES} (0 = off)"
+        )
+    if not 1 <= s.api.provision <= 7:
+        raise ConfigError(
+            f"{s.source}: api.provision must be 1..7 (1 mail, 2 calendar, 4 contacts)"
+        )
     if any(not 0 < p <= 100 for p in s.mail.quota_warning_percent):
         raise ConfigError(f"{s.source}: mail.quota_warning_percent values must be 1..100")
     if s.metrics.listen not in (METRICS_OFF, "") and not is_host_port(s.metrics.listen):

@@ -7,6 +7,8 @@ Who raises what:
                              duration, unknown domain, limit exceeded, loop ...); CLI exit 1
     ``NotFound``             the named object does not exist
     ``Conflict``             it already exists, or would break a uniqueness/foreign-key rule
+      ``Stale``              a change made against an older version (API ``If-Match``)
+  ``Forbidden``              the caller's role may not do this (API: 403; ops layer)
   ``ConfigError``            the configuration file is missing, unreadable or invalid
   ``StoreError``             the database failed in a way that is not the caller's fault
     ``StoreUnavailable``     cannot connect / connection lost: adapters answer 4.3.0
@@ -30,6 +32,14 @@ class NotFound(UsageError):
 
 class Conflict(UsageError):
     """The object exists already, or the change would violate a database constraint."""
+
+
+class Stale(Conflict):
+    """The object changed since the caller read it (its ETag no longer matches)."""
+
+
+class Forbidden(MailwardenError):
+    """The caller's role does not allow this action (a read-only token writing ...)."""
 
 
 class ConfigError(MailwardenError):

@@ -203,3 +203,21 @@ class ServeMetrics:
                 registry=registry,
             ),
         )
+
+
+@dataclass(frozen=True)
+class ApiMetrics:
+    """``mailwarden api``: requests by method and status class (2xx, 4xx, 5xx ...)."""
+
+    requests: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ApiMetrics:
+        return cls(
+            requests=Counter(
+                "mailwarden_api_requests",
+                "API requests answered, by method and status class",
+                ["method", "status"],
+                registry=registry,
+            ),
+        )

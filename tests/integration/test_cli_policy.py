@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from mailwarden.core.spamsettings import Effective
+from mailwarden.core import ratelimit as core_ratelimit
+from mailwarden.core.spamsettings import Effective, access_decision
 from mailwarden.errors import Conflict, NotFound, StoreError
 from mailwarden.store import quota, ratelimit, relay, scopes, spam, traffic, vacation
 from mailwarden.store.db import Database
@@ -125,8 +126,9 @@ def test_relay_add_list_remove(cli: Cli) -> None:
     assert office["note"] == "office LAN"
     assert office["status"] == "permanent" and office["expires"] is None
     assert office["expired"] is False
+    assert office["source"] == "admin"  # or pop-before-smtp (relay allow-login)
     text = cli.ok("relay", "list")
-    assert text.splitlines()[0].split() == ["NETWORK", "STATUS", "EXPIRES", "NOTE"]
+    assert text.splitlines()[0].split() == ["NETWORK", "STATUS", "EXPIRES", "SOURCE", "NOTE"]
 
     assert "already exists" in cli.fails("relay", "add", "192.0.2.7/32")
     assert "already exists" in cli.fails("relay", "add", "10.9.9.9/8")
@@ -400,17 +402,22 @@ def test_spam_lists(accounts: Cli, db: Database) -> None:
             ("mailbox", "allow", "192.0.2.66"),
             ("mailbox", "block", "@bad.test"),
         ]
-        assert spam.access_decision(tx, BOB, "friend@bad.test", "203.0.113.1") == "block"
-        assert spam.access_decision(tx, ALICE, "friend@bad.test", "203.0.113.1") == "allow"
-        assert spam.access_decision(tx, ALICE, "other@bad.test", "203.0.113.1") == "block"
-        assert spam.access_decision(tx, BOB, "x@good.test", "192.0.2.66") == "allow"
-        assert spam.access_decision(tx, ALICE, "x@good.test", "192.0.2.66") == "block"
-        assert spam.access_decision(tx, "carol@other.test", "x@good.test", "203.0.113.1") is None
+        cases = [
+            (BOB, "friend@bad.test", "203.0.113.1", "block"),
+            (ALICE, "friend@bad.test", "203.0.113.1", "allow"),
+            (ALICE, "other@bad.test", "203.0.113.1", "block"),
+            (BOB, "x@good.test", "192.0.2.66", "allow"),
+            (ALICE, "x@good.test", "192.0.2.66", "block"),
+            ("carol@other.test", "x@good.test", "203.0.113.1", None),
+        ]
+        for rcpt, sender, client, expected in cases:
+            lists = spam.access_lists(tx, rcpt)  # the store reads; core decides
+            assert access_decision(lists, sender, client) == expected, (rcpt, sender, client)
 
     # an enforced global block cannot be undone by a lower allow
     cli.ok("spam", "set", "global", "--enforce")
     with db.read() as tx:
-        assert spam.access_decision(tx, BOB, "x@good.test", "192.0.2.66") == "block"
+        assert access_decision(spam.access_lists(tx, BOB), "x@good.test", "192.0.2.66") == "block"
         assert spam.layers_for(tx, BOB).enforce_flags == {
             "global": True,
             "domain": False,
@@ -682,30 +689,31 @@ def test_ratelimit_limits_for(accounts: Cli, db: Database) -> None:
     cli.ok("ratelimit", "set", "192.0.2.128/25", "--per", "hour", "--recipients", "20")
     cli.ok("ratelimit", "set", "192.0.0.0/16", "--per", "day", "--recipients", "900")
     with db.read() as tx:
-        bob = ratelimit.limits_for(tx, "Bob@example.test", "unknown")
-        assert [(lim.key, lim.kind, lim.period, lim.max_messages) for lim in bob] == [
-            (f"login:{BOB}", "mailbox", "hour", 10),  # own row wins over the domain's
-            (f"login:{BOB}", "domain", "day", 1000),
-        ]
-        # alice's own 0/0 day row: unlimited per day, the domain's hour still applies
-        alice = ratelimit.limits_for(tx, ALICE, "")
-        assert [(lim.period, lim.max_messages, lim.kind) for lim in alice] == [
-            ("hour", 100, "domain")
-        ]
-        assert ratelimit.limits_for(tx, "carol@other.test", "198.51.100.1") == []
-        assert ratelimit.limits_for(tx, None, "not-an-ip") == []
-        client = ratelimit.limits_for(tx, None, "::ffff:192.0.2.200")
-        assert [(lim.key, lim.scope, lim.period, lim.max_recipients) for lim in client] == [
-            ("client:192.0.2.200", "client:192.0.2.128/25", "hour", 20),  # longest prefix
-            ("client:192.0.2.200", "client:192.0.0.0/16", "day", 900),
-        ]
-        both = ratelimit.limits_for(tx, BOB, "192.0.2.1")
-        assert [lim.key for lim in both] == [
-            f"login:{BOB}",
-            f"login:{BOB}",
-            "client:192.0.2.1",
-            "client:192.0.2.1",
-        ]
+        rows = ratelimit.limit_rows(tx)
+
+    def limits_for(login: str, client: str) -> list[core_ratelimit.Limit]:
+        return core_ratelimit.applicable(rows, login, client)  # the store reads; core decides
+
+    bob = limits_for(BOB, "unknown")
+    assert [(lim.key, lim.period, lim.max_messages) for lim in bob] == [
+        (f"login:{BOB}", "day", 1000),  # the domain's
+        (f"login:{BOB}", "hour", 10),  # own row wins over the domain's
+    ]
+    # alice's own 0/0 day row: unlimited per day, the domain's hour still applies
+    alice = limits_for(ALICE, "")
+    assert [(lim.period, lim.max_messages) for lim in alice] == [("hour", 100)]
+    assert limits_for("carol@other.test", "198.51.100.1") == []
+    assert limits_for("", "not-an-ip") == []
+    # the most specific client network's rows only (192.0.2.128/25: not the /16's day row)
+    client = limits_for("", "::ffff:192.0.2.200")
+    assert [(lim.key, lim.period, lim.max_recipients) for lim in client] == [
+        ("client:192.0.2.200", "hour", 20)
+    ]
+    assert [(lim.period, lim.max_recipients) for lim in limits_for("", "192.0.9.9")] == [
+        ("day", 900)
+    ]
+    both = limits_for(BOB, "192.0.2.1")
+    assert [lim.key for lim in both] == [f"login:{BOB}", f"login:{BOB}", "client:192.0.2.1"]
 
 
 def test_ratelimit_counters(cli: Cli, db: Database) -> None:

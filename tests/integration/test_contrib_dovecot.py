@@ -210,3 +210,25 @@ def test_userdb(dovecot: Dovecot) -> None:
     assert f"quota_rule=*:bytes={1 << 30}:messages=0" in userdb
     assert "uid=5000" in userdb
     assert "prefetch(alice@example.test): success" in dovecot.log_path.read_text()
+
+
+def test_services_without_mail_refuse_imap_pop3_and_delivery(cli: Cli, dovecot: Dovecot) -> None:
+    """The services bitfield's mail bit (1): off = no login over IMAP/POP3 (the passdb
+    reads dovecot_users, which holds only mailboxes with mail) and no userdb (deliveries);
+    on again = both back. The same bit core.recipient reads for its 5.2.1 at RCPT."""
+    cli.ok(
+        "user",
+        "add",
+        "dav@example.test",
+        "--password-stdin",
+        "--services",
+        "calendar,contacts",
+        stdin=PASSWORD + "\n",
+    )
+    assert not auth_test(dovecot, "dav@example.test", PASSWORD, f"rip={fresh_ip()}")
+    assert not imap_login(dovecot, "dav@example.test", fresh_ip())
+    assert not pop3_login(dovecot, "dav@example.test", fresh_ip())
+    assert dovecot.doveadm("user", "dav@example.test").returncode == 67  # EX_NOUSER
+    cli.ok("user", "set", "dav@example.test", "--services", "mail,calendar")
+    assert auth_test(dovecot, "dav@example.test", PASSWORD, f"rip={fresh_ip()}")
+    assert imap_login(dovecot, "dav@example.test", fresh_ip())

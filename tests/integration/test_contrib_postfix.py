@@ -43,6 +43,7 @@ MAPS = (
     "relay_domains",
     "transport_maps",
     "smtpd_sender_login_maps",
+    "list_transport_maps",  # mailing lists: tests/integration/test_cli_lists.py queries it
 )
 DISCARD = "discard@discard.mailwarden.invalid"
 
@@ -70,6 +71,17 @@ def build_mail_system(cli: Cli) -> None:
     cli.ok("forward", "set", "carol@example.test", "carol@outside.test")
     cli.ok("forward", "set", "dave@example.test", "dave@outside.test", "--keep-copy")
     cli.ok("sendas", "grant", "alice@example.test", "boss@example.test")
+    # Wildcards: *.wild.test is local; an exact relay domain and a longer relay wildcard
+    # inside it win over it; a switched-off exact domain is not taken over.
+    for args in (
+        ("domain", "add", "*.wild.test"),
+        ("domain", "add", "exact.wild.test", "--relay", "--transport", "discard:exactrelay"),
+        ("domain", "add", "*.deep.wild.test", "--relay", "--transport", "discard:deeprelay"),
+        ("domain", "add", "off.wild.test"),
+        ("domain", "set", "off.wild.test", "--active", "no"),
+    ):
+        cli.ok(*args)
+    cli.ok("user", "add", "w@a.wild.test", "--password-stdin", stdin="pw\n")
 
 
 @dataclass
@@ -143,6 +155,30 @@ LOOKUPS: dict[tuple[str, str], list[str] | None] = {
     ("relay_domains", "backup.test"): ["backup.test"],
     ("relay_domains", "example.test"): None,
     ("relay_domains", "alias.test"): None,
+    # Wildcards (postfix_domain_classes): exact wins, then the longest suffix.
+    ("virtual_mailbox_domains", "a.wild.test"): ["a.wild.test"],
+    ("virtual_mailbox_domains", "x.y.wild.test"): ["x.y.wild.test"],
+    ("virtual_mailbox_domains", "deep.wild.test"): ["deep.wild.test"],
+    ("virtual_mailbox_domains", "A.Wild.Test"): ["a.wild.test"],
+    ("virtual_mailbox_domains", "wild.test"): None,
+    ("virtual_mailbox_domains", ".a.wild.test"): None,
+    ("virtual_mailbox_domains", "exact.wild.test"): None,
+    ("virtual_mailbox_domains", "b.deep.wild.test"): None,
+    ("virtual_mailbox_domains", "off.wild.test"): None,
+    ("virtual_mailbox_domains", "notwild.test"): None,
+    ("relay_domains", "exact.wild.test"): ["exact.wild.test"],
+    ("relay_domains", "b.deep.wild.test"): ["b.deep.wild.test"],
+    ("relay_domains", "c.b.deep.wild.test"): ["c.b.deep.wild.test"],
+    ("relay_domains", "a.wild.test"): None,
+    ("relay_domains", "deep.wild.test"): None,
+    ("relay_domains", ".b.deep.wild.test"): None,
+    ("transport_maps", "exact.wild.test"): ["discard:exactrelay"],
+    ("transport_maps", "b.deep.wild.test"): ["discard:deeprelay"],
+    ("transport_maps", ".b.deep.wild.test"): None,
+    ("transport_maps", "x@b.deep.wild.test"): None,
+    ("transport_maps", "a.wild.test"): None,
+    ("virtual_alias_domains", "a.wild.test"): None,
+    ("virtual_mailbox_maps", "w@a.wild.test"): ["a.wild.test/w/"],
     # Mailboxes: forwarding keeps the mailbox; inactive ones are gone (both ways to be so).
     ("virtual_mailbox_maps", "alice@example.test"): ["example.test/alice/"],
     ("virtual_mailbox_maps", "carol@example.test"): ["example.test/carol/"],
@@ -265,6 +301,9 @@ ROUTES: dict[str, set[tuple[str, str]]] = {
     "dave@example.test": {("dave@example.test", MAILBOX), ("dave@outside.test", EXTERNAL)},
     "null@example.test": {(DISCARD, "discard.mailwarden.invalid")},
     "someone@backup.test": {("someone@backup.test", "relayed")},
+    "w@a.wild.test": {("w@a.wild.test", MAILBOX)},
+    "someone@exact.wild.test": {("someone@exact.wild.test", "exactrelay")},
+    "someone@b.deep.wild.test": {("someone@b.deep.wild.test", "deeprelay")},
 }
 
 
@@ -286,7 +325,13 @@ def test_real_postfix_routes_through_main_cf_maps(maps: PostfixMaps) -> None:
         got[rcpt] = delivered(postfix, queue_id)
     assert got == ROUTES
     # No mailbox (inactive counts as none), no alias, no catch-all: refused at RCPT.
-    for rcpt in ("eve@other.test", "frank@other.test", "nobody@other.test", "x@alias2.test"):
+    for rcpt in (
+        "eve@other.test",
+        "frank@other.test",
+        "nobody@other.test",
+        "x@alias2.test",
+        "nobody@a.wild.test",
+    ):
         code, reply = send(postfix.smtp_port, rcpt)
         assert code == 550, f"RCPT {rcpt}: {code} {reply}"
         assert "5.1.1" in reply, reply

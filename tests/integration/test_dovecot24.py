@@ -318,3 +318,15 @@ def _pop3_login(s: Stack) -> None:
         pop.pass_(PASSWORD)
     finally:
         pop.quit()
+
+
+def test_the_four_folders_are_there_and_subscribed(stack: Stack) -> None:
+    """The namespace inbox block of the file: Drafts, Sent, Trash and Junk exist and are
+    subscribed at a login (auto = subscribe), with their special-use flags."""
+    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        listed = b"\n".join(x for x in imap.list()[1] if isinstance(x, bytes)).decode()
+        subscribed = b"\n".join(x for x in imap.lsub()[1] if isinstance(x, bytes)).decode()
+        imap.logout()
+    for name in ("Drafts", "Sent", "Trash", "Junk"):
+        assert f"\\{name}" in listed and name in subscribed, (listed, subscribed)

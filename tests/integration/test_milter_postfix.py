@@ -4,9 +4,11 @@ Postfix (tests/servers.Postfix) has ``smtpd_milters`` in the per-milter form of
 contrib/postfix/main.cf.milter and delivers to a texthash virtual mailbox map with its
 own virtual(8) into Maildirs below the work dir, where the tests read the headers.
 SMTP with smtplib. Covered: EICAR in the body and in a base64 attachment rejected with
-the virus name; GTUBE tagged and a forged ``X-Spam-Flag: NO`` removed; clean mail with
-``X-Virus-Scanned``; clamd stopped -> 451 4.3.0 and recovery after restart; spamd
-stopped -> accepted ``unscanned`` (spamd_failure = accept) or 451 (tempfail).
+the virus name; GTUBE tagged and forged ``X-Spam-*`` / ``X-Mailwarden-*`` headers
+removed; a message without any header delivered (on TCP and on a unix socket, where
+DATA and end-of-headers are not negotiated); clean mail with ``X-Virus-Scanned``; clamd
+stopped -> 451 4.3.0 and recovery after restart; spamd stopped -> accepted
+``unscanned`` (spamd_failure = accept) or 451 (tempfail).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-from tests.integration.test_milter_protocol import MilterProcess, init_db, start_milter
+from tests.integration.test_milter_protocol import (
+    MilterProcess,
+    init_db,
+    start_milter,
+    write_milter_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +71,17 @@ def milters(
         "accept": start_milter(base, "m-accept", url, **common),
         "tempfail": start_milter(base, "m-tempfail", url, spamd_failure="tempfail", **common),
     }
+    cfg = write_milter_config(base / "m-unix.toml", url, base / "vmail", **common)
+    unix = MilterProcess(
+        cfg,
+        base / "m-unix-tmp",
+        f"unix:{base}/m-unix.sock",
+        0,
+        servers.free_port(),
+        base / "m-unix.log",
+    )
+    unix.start()
+    procs["unix"] = unix
     yield procs
     for proc in procs.values():
         proc.stop()
@@ -161,7 +179,10 @@ def test_eicar_in_base64_attachment_rejected(
 
 
 def test_gtube_tagged_and_forged_flag_removed(base: Path, postfix: servers.Postfix) -> None:
-    forged = "X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-50.0 required=5.0\r\n"
+    forged = (
+        "X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-50.0 required=5.0\r\n"
+        "X-Mailwarden-Spam: no\r\nX-Mailwarden-Allowed: yes\r\nx-mailwarden-whatever: 1\r\n"
+    )
     assert (
         send(
             postfix,
@@ -178,6 +199,19 @@ def test_gtube_tagged_and_forged_flag_removed(base: Path, postfix: servers.Postf
         assert len(msg.get_all("X-Spam-Status")) == 1
         assert msg["X-Spam-Status"].startswith("Yes, score=")
         assert float(msg["X-Spam-Score"]) >= 1000
+        assert not [k for k in msg if k.lower().startswith("x-mailwarden-")]
+
+
+def test_message_without_headers(base: Path, postfix: servers.Postfix) -> None:
+    """DATA is answered, end-of-headers sent: libmilter must still see end of message."""
+    marker = f"headerless {time.time_ns()}"
+    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as smtp:
+        smtp.sendmail("sender@outside.test", ["alice@example.test"], f"\r\n{marker}\r\n")
+    new = base / "vmail" / "example.test" / "alice" / "new"
+    deadline = time.monotonic() + 15
+    while not any(marker.encode() in p.read_bytes() for p in new.glob("*")):
+        assert time.monotonic() < deadline, "headerless message not delivered"
+        time.sleep(0.1)
 
 
 def test_clamd_down_tempfails_and_recovers(
@@ -210,6 +244,32 @@ def test_spamd_down_follows_policy(
         spamd.start()
     assert send(postfix, GTUBE, subject="spamd back")[0] == 250
     assert delivered(base, "alice", "spamd back")["X-Spam-Flag"] == "YES"
+
+
+def test_unix_socket_one_round_trip(
+    base: Path, postfix: servers.Postfix, milters: dict[str, MilterProcess]
+) -> None:
+    """On a unix socket DATA and end-of-headers are not negotiated: still every message."""
+    postfix.postconf("-e", f"smtpd_milters={{ {milters['unix'].listen}, default_action=tempfail }}")
+    postfix.reload()
+    try:
+        forged = "X-Spam-Flag: NO\r\nX-Mailwarden-Spam: no\r\n"
+        assert send(postfix, GTUBE, headers=forged, subject="via unix") == (250, "ok")
+        msg = delivered(base, "alice", "via unix")
+        assert msg.get_all("X-Spam-Flag") == ["YES"] and msg["X-Virus-Scanned"]
+        assert msg["X-Mailwarden-Spam"] is None
+        marker = f"headerless unix {time.time_ns()}"
+        with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as smtp:
+            smtp.sendmail("sender@outside.test", ["alice@example.test"], f"\r\n{marker}\r\n")
+        new = base / "vmail" / "example.test" / "alice" / "new"
+        deadline = time.monotonic() + 15
+        while not any(marker.encode() in p.read_bytes() for p in new.glob("*")):
+            assert time.monotonic() < deadline, "headerless message not delivered"
+            time.sleep(0.1)
+        assert "verdict=spam" in milters["unix"].log_text()  # this milter saw it
+    finally:
+        postfix.postconf("-e", f"smtpd_milters={milter_setting(milters['accept'].port)}")
+        postfix.reload()
 
 
 def test_milter_down_is_postfix_tempfail(postfix: servers.Postfix) -> None:

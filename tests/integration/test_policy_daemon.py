@@ -186,7 +186,7 @@ def test_workers_answer_on_tcp_and_unix_and_share_metrics(
         for s in conns:
             s.close()
     assert unix_talk(sock, GOOD) == b"action=DUNNO\n\n"
-    pids = set(re.findall(r"policyd\[(\d+)\] INFO state=RCPT", daemon.log_path.read_text()))
+    pids = set(re.findall(r"policyd\[(\d+)\]: state=RCPT", daemon.log_path.read_text()))
     assert len(pids) == 2  # SO_REUSEPORT spread 16 connections over both workers
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -203,7 +203,7 @@ def test_a_dead_worker_is_replaced(pool: tuple[Daemon, int, str, int]) -> None:
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(children(daemon.pid)) == 2 and victim not in children(daemon.pid))
-    assert "died (signal 9); starting it again" in daemon.log_path.read_text()
+    assert "exited (signal 9); starting slot" in daemon.log_path.read_text()
     for _ in range(10):  # every connection is answered, whichever worker takes it
         assert talk(port, GOOD) == b"action=DUNNO\n\n"
     assert daemon.alive

@@ -80,8 +80,10 @@ def seed(cli: Cli) -> None:
         ("domain", "add", "example.test"),
         ("domain", "add", "other.test"),
         ("domain", "add", "alias.test", "--alias-of", "example.test"),
+        ("domain", "add", "*.wild.test"),
     ):
         cli.ok(*args)
+    cli.ok("user", "add", "w@a.wild.test", "--password-stdin", stdin="pw")
     for user in ("alice@example.test", "bob@example.test", "carol@example.test"):
         cli.ok("user", "add", user, "--password-stdin", stdin="pw")
     cli.ok("user", "add", "full@example.test", "--password-stdin", "--quota", "1M", stdin="pw")
@@ -200,6 +202,15 @@ def test_postfix_recipients(env: dict[str, object]) -> None:
     assert codes == [250, 550, 250, 250, 452, 250], replies
     assert "5.1.1" in replies[1][1]
     assert "4.2.2" in replies[4][1]
+
+
+def test_postfix_wildcard_domain(env: dict[str, object]) -> None:
+    """*.wild.test hosts its subdomains (recipients checked), not wild.test itself."""
+    rcpts = ["w@a.wild.test", "nobody@a.wild.test", "x@wild.test", "x@a.notwild.test"]
+    replies = session(env["postfix"], "s@outside.test", rcpts)
+    assert [c for c, _ in replies] == [250, 550, 554, 554], replies
+    assert "5.1.1" in replies[1][1]
+    assert "Relay access denied" in replies[2][1] and "Relay access denied" in replies[3][1]
 
 
 def test_postfix_authenticated_relay_and_sendas(env: dict[str, object]) -> None:

@@ -1,4 +1,4 @@
-"""``mailwarden serve`` supervising the real daemons (policyd, milter, lmtpd).
+"""``mailwarden serve`` supervising the real daemons (policyd, milter, lmtpd, api).
 
 No MTA needed: each test writes a config on a fresh SQLite database with private ports,
 starts ``mailwarden serve --foreground`` as a subprocess, and watches its log, its
@@ -34,6 +34,7 @@ class Serve:
         self.policy_port = free_port()
         self.milter_port = free_port()
         self.metrics_port = free_port()
+        self.api_port = free_port()
         self.log = tmp / "serve.log"
         self.config = tmp / "mailwarden.toml"
         lmtp = lmtp_listen or f"unix:{tmp}/lmtp.sock"
@@ -44,6 +45,7 @@ class Serve:
             f'[policy]\nlisten = ["127.0.0.1:{self.policy_port}"]\n'
             f'[milter]\nlisten = ["inet:{self.milter_port}@127.0.0.1"]\nclamd = ""\nspamd = ""\n'
             f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
+            f'[api]\nlisten = "127.0.0.1:{self.api_port}"\n'
         )
         self.cli("db", "init")
         argv = ["serve", "--foreground", "--backoff", "0.5", "--stop-timeout", "10"]
@@ -144,7 +146,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 def test_serves_all_daemons_and_one_metrics_endpoint(serve: Serve) -> None:
     serve.start()
-    for daemon in ("policyd", "milter", "lmtpd"):
+    for daemon in ("policyd", "milter", "lmtpd", "api"):
         serve.wait_sample("mailwarden_serve_up", daemon, 1.0)
     text = serve.metrics()
     assert "mailwarden_policy_requests_total" in text or "mailwarden_policy_connections" in text
@@ -153,9 +155,16 @@ def test_serves_all_daemons_and_one_metrics_endpoint(serve: Serve) -> None:
     assert policy_answers(serve.policy_port)
 
 
+def policy_requests(text: str) -> float:
+    found = re.findall(r"^mailwarden_policy_requests_total\{[^}]*\} (\S+)$", text, re.M)
+    return sum(map(float, found))
+
+
 def test_killed_child_is_restarted_and_counted(serve: Serve) -> None:
     serve.start()
     serve.wait_sample("mailwarden_serve_up", "policyd", 1.0)
+    assert policy_answers(serve.policy_port)
+    assert policy_requests(serve.metrics()) == 1.0  # read from policyd's metrics directory
     first = serve.child_pid("policyd")
     os.kill(first, signal.SIGKILL)
     serve.wait_log(r"serve: policyd exited with status -9 after [\d.]+s; restart 1 in 0.5s")
@@ -165,13 +174,14 @@ def test_killed_child_is_restarted_and_counted(serve: Serve) -> None:
     assert serve.sample("mailwarden_serve_restarts_total", "policyd") == 1.0
     assert serve.sample("mailwarden_serve_restarts_total", "lmtpd") == 0.0
     assert policy_answers(serve.policy_port)
+    assert policy_requests(serve.metrics()) == 2.0  # the dead policyd's count is kept
 
 
 def test_sigterm_stops_every_child(serve: Serve) -> None:
     serve.start()
-    for daemon in ("policyd", "milter", "lmtpd"):
+    for daemon in ("policyd", "milter", "lmtpd", "api"):
         serve.wait_sample("mailwarden_serve_up", daemon, 1.0)
-    pids = [serve.child_pid(d) for d in ("policyd", "milter", "lmtpd")]
+    pids = [serve.child_pid(d) for d in ("policyd", "milter", "lmtpd", "api")]
     assert serve.stop() == 0
     assert not [pid for pid in pids if pid_alive(pid)]
     assert "serve: stopped" in serve.text()
@@ -213,3 +223,36 @@ def test_unknown_daemon_in_only(tmp_path: Path) -> None:
     r = s.cli("serve", "--foreground", "--only", "policyd,imapd")
     assert r.returncode == 1
     assert "unknown daemon 'imapd'" in r.stderr
+
+
+def api_answers(port: int) -> bool:
+    try:
+        with OPENER.open(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=10) as reply:
+            return reply.status == 200 and b'"openapi"' in reply.read()
+    except OSError:
+        return False
+
+
+def test_serves_the_api_and_restarts_it(serve: Serve) -> None:
+    serve.start()
+    serve.wait_sample("mailwarden_serve_up", "api", 1.0)
+    assert api_answers(serve.api_port)
+    assert 'mailwarden_api_requests_total{method="GET",status="2xx"} 1.0' in serve.metrics()
+    first = serve.child_pid("api")
+    os.kill(first, signal.SIGKILL)
+    serve.wait_log(r"serve: api exited with status -9 after [\d.]+s; restart 1 in 0.5s")
+    serve.wait_log(r"serve: api started", count=2)
+    assert serve.child_pid("api") != first
+    serve.wait_sample("mailwarden_serve_up", "api", 1.0)
+    assert api_answers(serve.api_port)
+    assert 'mailwarden_api_requests_total{method="GET",status="2xx"} 2.0' in serve.metrics()
+
+
+def test_api_port_in_use_stops_serve(tmp_path: Path) -> None:
+    s = Serve(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", s.api_port))
+        busy.listen()
+        r = s.cli(*s.argv)
+    assert r.returncode == 1
+    assert "api: port in use" in r.stderr and str(s.api_port) in r.stderr

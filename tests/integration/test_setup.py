@@ -4,6 +4,7 @@ and every bad input stopping before anything changes."""
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import shutil
@@ -146,6 +147,16 @@ def test_dry_run_changes_nothing_and_shows_every_change(env: Env) -> None:
     assert "nothing changed" in out
 
 
+def subscribe_setting(env: Env, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["doveconf", "-c", str(env.dovecot_dir / "dovecot.conf")]
+        + ["-h", f"namespace/inbox/mailbox/{name}/auto"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
     r = env.run(*env.args("--apply"))
     assert r.returncode == 0, r.stderr
@@ -195,6 +206,10 @@ def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
             check=False,
         )
         assert "last_login" in plugins.stdout.split(), plugins.stdout + plugins.stderr
+    # 15-mailwarden-mailboxes.conf: the four folders, created and subscribed at a login.
+    for name in ("Drafts", "Sent", "Trash", "Junk"):
+        auto = subscribe_setting(env, name)
+        assert auto.stdout.strip() == "subscribe", auto.stdout + auto.stderr
     assert env.mail_root.is_dir() and env.mail_root.stat().st_uid == 5000
     listing = env.run("--config", str(env.config), "alias", "list")
     assert "postmaster@example.org" in listing.stdout
@@ -218,6 +233,23 @@ def test_apply_writes_settings_and_second_run_is_a_no_op(env: Env) -> None:
     assert bare.stdout.strip() == "mailwarden setup: nothing to change", bare.stdout + bare.stderr
 
 
+def _undo(stmt: str) -> str:
+    """The statement that takes one migration statement back ("" when none is needed)."""
+    words = [w.strip("();") for w in stmt.split()]
+    upper = [w.upper() for w in words]
+    if upper[:1] == ["CREATE"]:
+        kind = upper[2] if upper[1] == "UNIQUE" else upper[1]
+        name = words[words.index(next(w for w in words if w.upper() == kind)) + 1]
+        if name.upper() == "IF":  # CREATE TABLE IF NOT EXISTS name
+            name = words[upper.index("EXISTS") + 1]
+        return (
+            f"DROP {kind} IF EXISTS {name}" if kind in ("TABLE", "VIEW", "INDEX", "TRIGGER") else ""
+        )
+    if upper[:2] == ["ALTER", "TABLE"] and upper[3:5] == ["ADD", "COLUMN"]:
+        return f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}"
+    return ""
+
+
 def test_rerun_after_upgrade_migrates_and_keeps_existing_accounts(env: Env) -> None:
     """A newer mailwarden (pending migrations) re-running setup: upgrade, add nothing twice."""
     assert env.run(*env.args("--apply")).returncode == 0
@@ -226,16 +258,17 @@ def test_rerun_after_upgrade_migrates_and_keeps_existing_accounts(env: Env) -> N
 
     db = Database(f"sqlite:///{env.db}")
     latest = migrate.status(db).latest
+    previous = migrate.available("sqlite")[-2].version  # numbers may have gaps
     with db.transaction() as tx:  # pretend the last migration has not run yet
         tx.execute("DELETE FROM schema_version WHERE version = ?", (latest,))
-        for stmt in migrate.available("sqlite")[-1].statements():
-            words = stmt.split()
-            if words[:2] == ["CREATE", "TABLE"]:
-                tx.execute(f"DROP TABLE {words[2]}")
+        for stmt in reversed(migrate.available("sqlite")[-1].statements()):
+            undo = _undo(stmt)
+            if undo:
+                tx.execute(undo)
     db.close()
     r = env.run(*env.args("--apply"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"upgrade schema {latest - 1} -> {latest}" in r.stdout
+    assert f"upgrade schema {previous} -> {latest}" in r.stdout
     assert "add domain" not in r.stdout and "add mailbox" not in r.stdout
     db = Database(f"sqlite:///{env.db}")
     assert migrate.status(db).pending == ()
@@ -460,3 +493,72 @@ def test_rerun_switches_an_older_sqlite_database_to_wal(env: Env) -> None:
     assert env.db.stat().st_mode & 0o777 == 0o660
     again = env.run(*env.args("--apply"))
     assert again.stdout.strip() == "mailwarden setup: nothing to change", again.stdout
+
+
+def _without(args: list[str], *flags: str) -> list[str]:
+    out = list(args)
+    for flag in flags:
+        i = out.index(flag)
+        del out[i : i + 2]
+    return out
+
+
+def _connect_as(user: str, path: Path) -> str:
+    """Connect to a unix socket as ``user``: the greeting, or the error's name."""
+    code = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_UNIX); s.settimeout(10)\n"
+        "try:\n s.connect(sys.argv[1]); print(s.recv(100).decode().split()[0])\n"
+        "except OSError as e: print(type(e).__name__)\n"
+    )
+    import pwd
+
+    gid = pwd.getpwnam(user).pw_gid  # the user's own groups, as a login would have
+    groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-c", code, str(path)],
+        user=user,
+        group=gid,
+        extra_groups=groups,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def test_sockets_below_the_queue_directory_only_postfix_may_connect(env: Env) -> None:
+    """Setup's default sockets: directories below *this* Postfix's queue directory,
+    <user>:postfix 0750, named relative to it in main.cf (what a chrooted lmtp/smtpd
+    needs); the real lmtpd there answers Postfix's user and refuses another local user."""
+    from tests.daemons import start_daemon
+
+    args = _without(env.args("--dry-run"), "--lmtp-listen", "--milter-listen")
+    dry = env.run(*args)
+    assert dry.returncode == 0, dry.stderr
+    queue = env.postfix.queue_dir
+    postfix_gid = grp.getgrnam("postfix").gr_gid
+    assert f"install -d -o 5000 -g {postfix_gid} -m 0750 {queue}/mailwarden-lmtpd" in dry.stdout
+    assert not (queue / "mailwarden-lmtpd").exists()
+    r = env.run(*_without(env.args("--apply"), "--lmtp-listen", "--milter-listen"))
+    assert r.returncode == 0, r.stderr
+    assert env.postconf("virtual_transport") == "lmtp:unix:mailwarden-lmtpd/lmtp.sock"
+    assert env.postconf("smtpd_milters") == "unix:mailwarden-milter/milter.sock"
+    text = env.config.read_text()
+    assert f'lmtp_listen = ["unix:{queue}/mailwarden-lmtpd/lmtp.sock"]' in text
+    assert f'listen = ["unix:{queue}/mailwarden-milter/milter.sock"]' in text
+    for name, uid in (("mailwarden-lmtpd", 5000), ("mailwarden-milter", None)):
+        st = (queue / name).stat()
+        assert (st.st_gid, st.st_mode & 0o7777) == (postfix_gid, 0o750), name
+        assert uid is None or st.st_uid == uid
+    again = env.run(*_without(env.args("--apply"), "--lmtp-listen", "--milter-listen"))
+    assert again.stdout.strip() == "mailwarden setup: nothing to change", again.stdout
+    sock = queue / "mailwarden-lmtpd" / "lmtp.sock"
+    lmtpd = start_daemon("lmtpd", env.config, f"unix:{sock}", env.base / "lmtpd.log")
+    try:
+        assert _connect_as("postfix", sock) == "220"
+        assert _connect_as("vmail", sock) == "220"  # the pipe LDA hands over to lmtpd
+        assert _connect_as("nobody", sock) == "PermissionError"
+    finally:
+        lmtpd.stop()

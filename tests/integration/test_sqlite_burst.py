@@ -97,7 +97,7 @@ def _postfix_settings(values: dict[str, str], policy: int, milter: int, lmtp: Pa
     out = []
     for key, value in settings.items():
         value = value.replace("inet:127.0.0.1:10040", f"inet:127.0.0.1:{policy}")
-        value = value.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{milter}")
+        value = value.replace("unix:mailwarden-milter/milter.sock", f"inet:127.0.0.1:{milter}")
         out.append(f"{key}={value}")
     out += [f"virtual_transport=lmtp:unix:{lmtp}", "smtpd_client_connection_count_limit=0"]
     return out

@@ -81,7 +81,7 @@ def postfix_settings(values: dict[str, str], milter_port: int, lmtp_sock: Path) 
     settings = main_cf_settings(render((CONTRIB / "postfix/main.cf.maps").read_text(), values))
     milter = main_cf_settings((CONTRIB / "postfix/main.cf.milter").read_text())
     milter["smtpd_milters"] = milter["smtpd_milters"].replace(
-        "inet:127.0.0.1:8894", f"inet:127.0.0.1:{milter_port}"
+        "unix:mailwarden-milter/milter.sock", f"inet:127.0.0.1:{milter_port}"
     )
     settings.update(milter)
     lda = main_cf_settings((CONTRIB / "postfix/main.cf.lda").read_text())

@@ -17,6 +17,7 @@ from mailwarden.delivery.deliver import Deliverer
 from mailwarden.delivery.maildir import open_maildir
 from mailwarden.pipe import lda as pipe
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
 from tests.conftest import Cli, write_config
 
 MSG = (
@@ -70,7 +71,8 @@ class Env:
         self.db = Database(self.url)
         self.rec = Recorder()
         self.sub = Submitter()
-        self.lda = Deliverer(self.settings, self.db, self.rec, self.sub)  # type: ignore[arg-type]
+        self.store = SqlStore(self.db)
+        self.lda = Deliverer(self.settings, self.store, self.rec, self.sub)  # type: ignore[arg-type]
 
     def new(self, user: str = "alice", folder: str = "") -> list[Path]:
         d = self.root / "example.test" / user / folder / "new"

@@ -28,6 +28,27 @@ def test_deliver_creates_maildir_and_names_sizes(tmp_path: Path) -> None:
     assert (tmp_path / "example.test/alice/cur").is_dir()
 
 
+def test_spooled_body_written_in_chunks_like_bytes(tmp_path: Path) -> None:
+    """A ``Body`` past its threshold (a temp file) with a prefix: the same file and the
+    same ,S=/,W= as the bytes would give, written in several chunks."""
+    from mailwarden.delivery.body import Body, Prefixed
+
+    data = b"Subject: x\n\n" + b"line\r\n" * 250_000 + b"\r\r\nend\n"  # > CHUNK
+    body = Body(threshold=1000)
+    for i in range(0, len(data), 7777):  # pieces that cut lines and CRLFs anywhere
+        body.write(data[i : i + 7777])
+    assert body.on_disk and body.size == len(data) and body.vsize == vsize(data)
+    prefix = b"Return-Path: <s@x>\n"
+    message = Prefixed(prefix, body)
+    assert len(list(message.chunks())) > 1
+    with _open(tmp_path) as box:
+        name = box.deliver(message, Names())
+    assert (tmp_path / "example.test/alice/new" / name).read_bytes() == prefix + data
+    assert f",S={len(prefix + data)},W={vsize(prefix + data)}" in name
+    body.close()
+    body.close()  # idempotent
+
+
 def test_vsize_counts_lf_as_crlf() -> None:
     assert vsize(b"a\nb\r\n") == 6
 

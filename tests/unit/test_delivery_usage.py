@@ -88,7 +88,7 @@ def test_background_thread_and_close(env: Env) -> None:
 
 def test_deliverer_with_write_behind(env: Env) -> None:
     wb = WriteBehindUsage(env.db)
-    lda = Deliverer(env.settings, env.db, env.rec, env.sub, usage=wb)  # type: ignore[arg-type]
+    lda = Deliverer(env.settings, env.store, env.rec, env.sub, usage=wb)  # type: ignore[arg-type]
     assert lda.deliver("bob@other.test", "alice@example.test", MSG).dsn == "2.0.0"
     assert _row(env.db) is None
     wb.close()
@@ -97,7 +97,7 @@ def test_deliverer_with_write_behind(env: Env) -> None:
 
 
 def test_recipient_cache_only_active_mailboxes(env: Env) -> None:
-    lda = Deliverer(env.settings, env.db, env.rec, env.sub, recipient_ttl=60)  # type: ignore[arg-type]
+    lda = Deliverer(env.settings, env.store, env.rec, env.sub, recipient_ttl=60)  # type: ignore[arg-type]
     assert lda.check_recipient("alice@example.test").ok
     assert not lda.check_recipient("carol@example.test").ok
     env.cli.ok("user", "add", "--password-stdin", "carol@example.test", stdin="pw\n")
@@ -110,7 +110,7 @@ def test_recipient_cache_only_active_mailboxes(env: Env) -> None:
 
 
 def test_no_vacation_remembered_within_ttl(env: Env, tmp_path: Path) -> None:
-    lda = Deliverer(env.settings, env.db, env.rec, env.sub, recipient_ttl=60)  # type: ignore[arg-type]
+    lda = Deliverer(env.settings, env.store, env.rec, env.sub, recipient_ttl=60)  # type: ignore[arg-type]
     assert lda.deliver("bob@other.test", "alice@example.test", MSG).dsn == "2.0.0"
     body = tmp_path / "body.txt"
     body.write_text("Away.\n")

@@ -150,6 +150,25 @@ TRANSCRIPTS = {
 }
 
 
+TRANSCRIPTS["replies echo printable ASCII only (NUL, TAB, 8-bit as \\xNN)"] = (
+    LHLO
+    + """\
+>>> MAIL FROM:<s@x.test>
+<<< 250 2.1.0 Ok
+>>> RCPT TO:<unknown\x00nul@x.test>
+<<< 550 5.1.1 <unknown\\x00nul@x.test> User unknown
+>>> RCPT TO:<unknown\ttab@x.test>
+<<< 550 5.1.1 <unknown\\x09tab@x.test> User unknown
+>>> RCPT TO:<full\x1b[31m@x.test>
+<<< 452 4.2.2 <full\\x1b[31m@x.test> Mailbox full
+>>> RCPT TO:<jörg\x7f@x.test>
+<<< 250 2.1.5 <j\\xc3\\xb6rg\\x7f@x.test> Ok
+>>> FOO\x00\tbar
+<<< 500 5.5.2 Error: command "FOO\\x00\\x09BAR" not recognized
+"""
+)
+
+
 def _parse(text: str) -> tuple[bytes, list[str]]:
     sent, expected = [], []
     for line in text.splitlines():
@@ -205,7 +224,7 @@ def test_transcript(name: str) -> None:
 def test_message_bytes_unstuffed_whatever_the_chunks() -> None:
     body = b"Subject: t\r\n\r\n..one\r\n..\r\nend .\r\n.x\r\n"
     wire = b"LHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n" + body + b".\r\n"
-    want = b"Subject: t\r\n\r\n.one\r\n.\r\nend .\r\nx\r\n"
+    want = b"Subject: t\n\n.one\n.\nend .\nx\n"  # unstuffed, CRLF -> LF
     for size in (1, 2, 3, 4, 5, 7, len(wire)):
         _, messages = run([wire[i : i + size] for i in range(0, len(wire), size)])
         assert [(m.sender, m.recipients, m.data) for m in messages] == [("s@x", ("a@x",), want)]
@@ -213,15 +232,15 @@ def test_message_bytes_unstuffed_whatever_the_chunks() -> None:
 
 def test_message_starting_with_dot_and_empty_message() -> None:
     head = b"LHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n"
-    assert run([head + b"..a\r\n.\r\n"])[1][0].data == b".a\r\n"
+    assert run([head + b"..a\r\n.\r\n"])[1][0].data == b".a\n"
     assert run([head + b".\r\n"])[1][0].data == b""
-    assert run([head + b"\r\n.\r\n"])[1][0].data == b"\r\n"
+    assert run([head + b"\r\n.\r\n"])[1][0].data == b"\n"
 
 
 def test_message_exactly_at_the_limit_is_kept() -> None:
     head = b"LHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n"
     body = b"z" * 998 + b"\r\n"  # 1000 bytes
-    assert run([head + body + b".\r\n"])[1][0].data == body
+    assert run([head + body + b".\r\n"])[1][0].data == b"z" * 998 + b"\n"
     assert run([head + b"z" + body + b".\r\n"])[1][0].too_big
 
 
@@ -236,6 +255,47 @@ def test_over_long_command_line_is_skipped() -> None:
     assert session.next_event() is None
     assert replies[-2:] == ['500 5.5.2 Error: command "NNNN' + "N" * 16 + '" not recognized',
                             "250 2.0.0 OK"]  # fmt: skip
+
+
+def test_long_lines_and_dots_across_reads() -> None:
+    """A line longer than max_line arrives in pieces; a dot only goes at a line start."""
+    head = b"LHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n"
+    body = b"." + b"a" * 5000 + b"\r\r\n..b" + b"." * 3000 + b"\r\n\r\n..\r\n"
+    wire = head + body + b".\r\n"
+    want = b"a" * 5000 + b"\r\n.b" + b"." * 3000 + b"\n\n.\n"
+    for size in (1, 3, 700, 4096, len(wire)):
+        session = Session("mx.test", 1 << 20, max_line=256)
+        msgs = []
+        for i in range(0, len(wire), size):
+            session.receive(wire[i : i + size])
+            while (event := session.next_event()) is not None:
+                if isinstance(event, Rcpt):
+                    session.answer_rcpt(OK)
+                elif isinstance(event, Message):
+                    msgs.append(event)
+            assert session.buffered <= max(size, 256) + 8  # whole message never buffered
+        assert [m.data for m in msgs] == [want], size
+        assert msgs[0].body.vsize == len(want) + want.count(b"\n") - want.count(b"\r\n")
+
+
+def test_large_message_is_spooled_to_a_file() -> None:
+    session = Session("mx.test", 1 << 24, spool_threshold=1000)
+    session.receive(b"LHLO c\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n")
+    while not isinstance(session.next_event(), Rcpt):
+        pass
+    session.answer_rcpt(OK)
+    assert session.next_event() == Reply(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+    line = b"x" * 98 + b"\r\n"
+    for _ in range(100):
+        session.receive(line * 10)
+        assert session.next_event() is None
+    session.receive(b".\r\n")
+    msg = session.next_event()
+    assert isinstance(msg, Message) and msg.body.on_disk
+    assert msg.body.size == 100 * 10 * 99
+    assert b"".join(msg.body.chunks(4096)) == b"x" * 98 + b"\n" + msg.data[99:]
+    assert msg.data == (b"x" * 98 + b"\n") * 1000
+    msg.body.close()
 
 
 def test_command_not_utf8() -> None:

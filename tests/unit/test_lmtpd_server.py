@@ -6,14 +6,24 @@ The protocol rules themselves are golden transcripts in test_lmtpd_protocol.py.
 from __future__ import annotations
 
 import asyncio
+import errno
+from typing import ClassVar
 
+import pytest
+
+from mailwarden.config import Settings
+from mailwarden.delivery.body import Body
 from mailwarden.lmtpd.connection import Connection, Handler
 from mailwarden.lmtpd.server import IDLE_TIMEOUT
 from mailwarden.verdict import OK, Verdict
 
 
 class _FlakyDeliverer:
-    """Raises for recipients named ``crash*`` (DATA) or ``boom*`` (RCPT)."""
+    """Raises for recipients named ``crash*`` (DATA) or ``boom*`` (RCPT); records
+    each delivery in ``delivered``."""
+
+    settings = Settings()
+    delivered: ClassVar[list[tuple[str, bytes]]] = []
 
     def remembered(self, address: str) -> bool:
         return address.startswith("known")
@@ -23,9 +33,10 @@ class _FlakyDeliverer:
             raise RuntimeError("bug in check_recipient")
         return OK
 
-    def deliver(self, sender: str, recipient: str, data: bytes) -> Verdict:
+    def deliver(self, sender: str, recipient: str, data: Body) -> Verdict:
         if recipient.startswith("crash"):
             raise RuntimeError("bug in deliver")
+        self.delivered.append((recipient, data.getvalue()))
         return Verdict("2.0.0", "Delivered")
 
 
@@ -74,6 +85,31 @@ def test_data_exception_is_that_recipients_451_only() -> None:
     ]
 
 
+def test_one_copy_per_mailbox_one_reply_per_rcpt() -> None:
+    """The same mailbox named 1,200 times (and with +extensions): delivered once, and
+    every accepted RCPT gets its reply; the 1,001st RCPT is 452 4.5.3."""
+    _FlakyDeliverer.delivered.clear()
+    rcpts = ["a@x.test"] * 1100 + ["a+tag@x.test", "A@x.test", "b@x.test", "a@x.test"]
+    lines = ["LHLO t", "MAIL FROM:<s@x.test>"] + [f"RCPT TO:<{r}>" for r in rcpts]
+    lines += ["DATA", "Subject: t", "", "hi", "."]
+    replies = asyncio.run(_session(lines, 3 + len(rcpts) + 1 + 1000))
+    rcpt_replies = replies[3 : 3 + len(rcpts)]
+    assert rcpt_replies.count("452 4.5.3 Error: too many recipients") == len(rcpts) - 1000
+    finals = replies[3 + len(rcpts) + 1 :]
+    assert finals == ["250 2.0.0 <a@x.test> Delivered"] * 1000
+    assert _FlakyDeliverer.delivered == [("a@x.test", b"Subject: t\n\nhi\n")]
+    _FlakyDeliverer.delivered.clear()
+    lines = ["LHLO t", "MAIL FROM:<s@x.test>"] + [f"RCPT TO:<{r}>" for r in rcpts[-4:]]
+    replies = asyncio.run(_session([*lines, "DATA", "hi", "."], 3 + 4 + 1 + 4))
+    assert replies[-4:] == [
+        "250 2.0.0 <a+tag@x.test> Delivered",
+        "250 2.0.0 <A@x.test> Delivered",
+        "250 2.0.0 <b@x.test> Delivered",
+        "250 2.0.0 <a@x.test> Delivered",
+    ]
+    assert sorted(r for r, _ in _FlakyDeliverer.delivered) == ["a+tag@x.test", "b@x.test"]
+
+
 def test_rcpt_exception_is_451_not_500() -> None:
     replies = asyncio.run(_session(["LHLO t", "MAIL FROM:<s@x.test>", "RCPT TO:<boom@x.test>"], 4))
     assert replies[3].startswith("451 4.3.0 <boom@x.test> ")
@@ -104,6 +140,22 @@ def test_many_pipelined_messages_in_order() -> None:
     finals = replies[5::4][:50]
     assert finals == [f"250 2.0.0 <r{n}@x.test> Delivered" for n in range(50)]
     assert replies[-1] == "221 2.0.0 Bye"
+
+
+def test_spool_error_is_421_4_3_0_never_a_bounce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the temp file of a large message: the client keeps it and retries."""
+    from mailwarden.delivery import body
+
+    def full(directory: str | None) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(body, "_tmpfile", full)
+    _FlakyDeliverer.delivered.clear()
+    lines = ["LHLO t", "MAIL FROM:<s@x.test>", "RCPT TO:<a@x.test>", "DATA"]
+    lines += ["x" * 998] * 1100 + ["."]  # past the 1 MB kept in memory
+    replies = asyncio.run(_session(lines, 6, max_size=1 << 24))
+    assert replies[-1] == "421 4.3.0 Temporary failure, closing connection"
+    assert _FlakyDeliverer.delivered == []
 
 
 def test_half_closed_client_gets_every_reply() -> None:

@@ -8,6 +8,7 @@ import signal
 import smtplib
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,35 @@ def test_record_and_flush_in_threads_do_not_deadlock(env: Env, tmp_path: Path) -
     stop.set()
     threads[0].join(30)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_workers_and_pipe_deliveries_in_one_scrape(env: Env, tmp_path: Path) -> None:
+    """``--workers 2 --metrics``: every worker counts into the skeleton's multi-process
+    directory, the pipe LDA's counter file is folded in, and the parent serves the sum
+    under the same metric names as one lmtpd."""
+    from mailwarden.delivery.counters import FileRecorder
+    from tests import servers
+
+    sock = tmp_path / "lmtp.sock"
+    port = servers.free_port()
+    daemon = start_daemon(
+        "lmtpd",
+        env.cfg,
+        f"unix:{sock}",
+        tmp_path / "lmtpd.log",
+        args=["--workers", "2", "--metrics", f"127.0.0.1:{port}"],
+    )
+    try:
+        errors: list[BaseException] = []
+        for _ in range(3):
+            _send(sock, 2, errors)  # a connection each: round robin over both workers
+        assert not errors
+        FileRecorder(str(tmp_path)).record("delivered", 10, 0.01)  # one pipe delivery
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        assert daemon.stop(30) == 0
+    assert 'mailwarden_lda_deliveries_total{outcome="delivered"} 7.0' in text
+    assert re.search(r"^mailwarden_lda_delivery_seconds_count 7\.0$", text, re.M)
+    assert 'mailwarden_lda_deliveries_total{outcome="quota"} 0.0' in text  # pre-set labels
+    assert len(_deliveries(tmp_path / "lmtpd.log")) == 2

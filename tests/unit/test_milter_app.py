@@ -195,14 +195,64 @@ def test_failure_in_a_no_reply_callback_is_451_at_eom() -> None:
 
 
 def test_noreply_negotiation() -> None:
-    """Only eom (plus abort/close, which never answer) is a round trip."""
+    """DATA and eom are round trips (plus abort/close, which never answer); see app.py."""
     mask = ScanMilter.protocol_mask()
-    for bit in ("P_NR_CONN", "P_NR_MAIL", "P_NR_RCPT", "P_NR_HDR", "P_NR_BODY"):
+    for bit in ("P_NR_CONN", "P_NR_MAIL", "P_NR_RCPT", "P_NR_HDR", "P_NR_EOH", "P_NR_BODY"):
         assert not mask & getattr(Milter, bit), bit  # MTA may skip the reply
-    for bit in ("P_NOHELO", "P_NODATA", "P_NOEOH", "P_NOUNKNOWN"):
+    for bit in ("P_NOHELO", "P_NOUNKNOWN"):
         assert not mask & getattr(Milter, bit), bit  # MTA may skip the step
     for bit in ("P_NOHDRS", "P_NOBODY", "P_NORCPT", "P_NOMAIL", "P_NOCONNECT"):
         assert mask & getattr(Milter, bit), bit  # these steps we need
+    # DATA answered (the TCP stall), EOH sent (libmilter's state table needs it)
+    for bit in ("P_NODATA", "P_NR_DATA", "P_NOEOH"):
+        assert mask & getattr(Milter, bit), bit
+
+
+def test_negotiates_only_the_actions_it_uses() -> None:
+    m = ScanMilter(Scanner(MilterSettings(), MilterMetrics.create(CollectorRegistry())))
+    m._setctx(FakeCtx())
+    opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]  # everything Postfix offers
+    assert m.negotiate(opts) == Milter.CONTINUE
+    assert opts[0] == Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE == m._actions
+    assert not opts[1] & (Milter.P_NODATA | Milter.P_NR_DATA | Milter.P_NOEOH)
+    assert opts[1] & Milter.P_NR_EOH
+
+
+def test_unix_socket_skips_data_and_end_of_headers() -> None:
+    scanner = Scanner(MilterSettings(), MilterMetrics.create(CollectorRegistry()))
+    m = ScanMilter(scanner, answer_data=False)
+    m._setctx(FakeCtx())
+    opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
+    assert m.negotiate(opts) == Milter.CONTINUE
+    assert opts[1] & Milter.P_NODATA and opts[1] & Milter.P_NOEOH
+    assert not opts[1] & Milter.P_NR_EOH
+    assert opts[1] & Milter.P_NR_HDR and opts[1] & Milter.P_NR_BODY
+    old_mta = [Milter.CURR_ACTS, 0x7F, 0, 0]  # protocol 2: no DATA step, no "no reply"
+    assert ScanMilter(scanner, answer_data=False).negotiate(old_mta) == Milter.CONTINUE
+    assert old_mta[1] & ~0x7F == 0 and old_mta[1] & Milter.P_NOEOH
+
+
+def test_own_namespace_is_forged_except_a_true_allowed_on_top(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers = (
+        ("X-Mailwarden-Allowed", b"yes"),
+        ("Subject", b"s"),
+        ("X-Mailwarden-Spam", b"no"),
+        ("x-mailwarden-allowed", b"yes"),
+        ("X-Mailwarden-Whatever", b"1"),
+    )
+    for allowed, kept in ((False, []), (True, [1])):
+        monkeypatch.setattr(Scanner, "all_allowed", lambda self, msg, a=allowed: a)
+        rc, ctx, clamd, *_ = run(headers=headers)
+        chg = [c for c in ctx.calls if c[0] == "chg"]
+        expected = [("chg", "X-Mailwarden-Allowed", i, None) for i in (2, 1) if i not in kept]
+        expected += [
+            ("chg", "X-Mailwarden-Spam", 1, None),
+            ("chg", "X-Mailwarden-Whatever", 1, None),
+        ]
+        assert sorted(chg) == sorted(expected), allowed
+        assert b"X-Mailwarden" not in clamd.scanned[0]
 
 
 def test_empty_body_still_has_the_blank_line() -> None:

@@ -93,7 +93,7 @@ def test_verify_sha512_prefixes(prefix: str, ok: bool) -> None:
     [
         "",
         "secret",
-        "{PLAIN}secret",
+        "{PLAIN}Secret",  # {PLAIN} is read, as by Dovecot; test_passwords_schemes.py
         "{CRYPT}",
         "{CRYPT}$6$",
         "{CRYPT}$6$salt$notahash",

@@ -24,6 +24,7 @@ from mailwarden.policyd.checks import Engine, NeedStore
 from mailwarden.policyd.protocol import Decoder, encode
 from mailwarden.policyd.state import Transactions
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
 from tests.conftest import Cli, write_config
 
 DATA = Path(__file__).parent / "data" / "policy"
@@ -74,7 +75,7 @@ def run_transcript(cli: Cli, setup: list[str], wire: bytes) -> str:
                 tx.execute(step[4:])
         else:
             cli.ok(*step.split(), stdin="pw")
-    engine = Engine(settings, db, TTLCache(60, 100), Transactions(), clock=lambda: NOW)
+    engine = Engine(settings, SqlStore(db), TTLCache(60, 100), Transactions(), clock=lambda: NOW)
     out = []
     for req in Decoder().feed(wire):
         decision = engine.store_pass(req, NOW)

@@ -17,6 +17,7 @@ from mailwarden.policyd.protocol import Decoder, ProtocolError, Request, action,
 from mailwarden.policyd.server import PolicyServer
 from mailwarden.policyd.state import Transactions
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
 from mailwarden.verdict import OK, Verdict, tempfail
 from tests.unit.test_policyd_server import exchange
 
@@ -115,7 +116,9 @@ def test_transactions_bounded() -> None:
 def _server(url: str, tmp: Path) -> PolicyServer:
     settings = config.from_dict({"database": {"url": url}, "policy": {"request_timeout": 2.0}})
     metrics = PolicyMetrics.create(CollectorRegistry())
-    engine = Engine(settings, Database(url), TTLCache(5, 10), Transactions(), metrics=metrics)
+    engine = Engine(
+        settings, SqlStore(Database(url)), TTLCache(5, 10), Transactions(), metrics=metrics
+    )
     return PolicyServer(engine, ThreadPoolExecutor(2), metrics, request_timeout=2.0)
 
 

@@ -17,13 +17,16 @@ from mailwarden.policyd.checks import Engine
 from mailwarden.policyd.server import PolicyServer
 from mailwarden.policyd.state import Transactions
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
 
 
 def _server(tmp: Path, request_timeout: float, idle_timeout: float) -> PolicyServer:
     url = f"sqlite:///{tmp}/missing.db"
     settings = config.from_dict({"database": {"url": url}})
     metrics = PolicyMetrics.create(CollectorRegistry())
-    engine = Engine(settings, Database(url), TTLCache(5, 10), Transactions(), metrics=metrics)
+    engine = Engine(
+        settings, SqlStore(Database(url)), TTLCache(5, 10), Transactions(), metrics=metrics
+    )
     return PolicyServer(
         engine,
         ThreadPoolExecutor(1),

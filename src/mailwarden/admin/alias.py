@@ -21,14 +21,11 @@ unknown alias.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 
-from mailwarden import address
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.errors import UsageError
-from mailwarden.store import aliases, domains
+from mailwarden.ops import aliases as ops
 
 
 def register(sub: Subparsers) -> None:
@@ -49,51 +46,29 @@ def register(sub: Subparsers) -> None:
     v.set_defaults(handler=cmd_remove)
 
 
-def parse_destinations(texts: Sequence[str], delimiter: str) -> list[str]:
-    """Normalised destinations in the given order, without duplicates."""
-    found: list[str] = []
-    for text in texts:
-        if text.strip().lower() == aliases.DISCARD:
-            dest = aliases.DISCARD
-        else:
-            dest = str(address.parse_address(text, delimiter=delimiter))
-        if dest not in found:
-            found.append(dest)
-    return found
-
-
-def _source(ctx: Context, text: str) -> address.Address:
-    return address.parse_source(text, delimiter=ctx.settings.mail.recipient_delimiter)
-
-
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    delimiter = ctx.settings.mail.recipient_delimiter
-    source = _source(ctx, args.source)
-    targets = parse_destinations(args.destinations, delimiter)
-    if aliases.DISCARD in targets and len(targets) > 1:
-        raise UsageError("discard cannot be combined with other destinations")
-    with ctx.db().transaction() as tx:
-        domain = domains.require_local(tx, source.domain, "alias")
-        name = aliases.add(tx, domain, source.local, targets, delimiter=delimiter)
-    ctx.done(f"added alias {name} -> {', '.join(targets)}", source=name, destinations=targets)
+    alias = ops.add(ctx.ops, ctx.actor, args.source, args.destinations)
+    targets = ops.parse_destinations(args.destinations, ctx.settings.mail.recipient_delimiter)
+    ctx.done(
+        f"added alias {alias['source']} -> {', '.join(targets)}",
+        source=alias["source"],
+        destinations=targets,
+    )
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.domain) if args.domain else None
-    with ctx.db().read() as tx:
-        domain_id = domains.filter_id(tx, name)
-        rows = aliases.list_grouped(tx, domain_id)
+    rows = ops.list_all(ctx.ops, ctx.actor, args.domain)
+    for row in rows:
+        del row["domain"]
     ctx.table(rows, ["source", "destinations", "active"])
     return 0
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    source = str(_source(ctx, args.source))
-    targets = parse_destinations(args.destinations, ctx.settings.mail.recipient_delimiter)
-    with ctx.db().transaction() as tx:
-        removed = aliases.remove(tx, source, targets)
-    if targets:
+    result = ops.remove(ctx.ops, ctx.actor, args.source, args.destinations)
+    source, removed = result.source, result.removed
+    if args.destinations:
         text = f"removed {removed} destination{'s' if removed != 1 else ''} of alias {source}"
     else:
         text = f"removed alias {source}"

@@ -44,13 +44,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ratelimit": ("ratelimit", "sending limits per login, domain or client"),
     "quota": ("quota", "mailbox usage against quota"),
     "traffic": ("traffic", "messages and bytes per local domain and day"),
+    "list": ("lists", "mailing lists run by mlmmj: members, moderation"),
+    "token": ("token", "REST API tokens: create, list, revoke"),
+    "audit": ("audit", "who changed what, when, from where"),
+    "api": ("api", "run the REST API server (/api/v1)"),
     "policyd": ("policyd", "run the Postfix/Exim policy service"),
     "milter": ("milter", "run the Postfix milter (ClamAV, SpamAssassin, traffic)"),
     "lmtpd": ("lmtpd", "run the LMTP delivery server"),
     "deliver": ("deliver", "deliver one message from stdin (as mailwarden-lda)"),
-    "serve": ("serve", "run policyd, milter and lmtpd supervised, one /metrics"),
+    "serve": ("serve", "run policyd, milter, lmtpd and the API supervised, one /metrics"),
     "setup": ("setup", "install: wire Postfix and Dovecot, create the schema"),
     "doctor": ("doctor", "check the whole mail system end to end"),
+    "backup": ("backup", "rolling backups of database, mail and config; restore"),
+    "fetch": ("fetch", "collect mail from remote POP3/IMAP accounts"),
+    "fetchd": ("fetch", "run the mail fetcher daemon (accounts by interval)"),
+    "import": ("imports", "import from PostfixAdmin or vpopmail (hashes kept)"),
 }
 
 EX_USER = 1

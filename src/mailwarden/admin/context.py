@@ -2,7 +2,8 @@
 
 Built once in ``cli.main`` from the loaded ``Settings``; it opens the database lazily so
 commands that do not need it (``--help``, config checks) never connect. ``db()`` also
-refuses to work on a database whose schema is missing or out of date.
+refuses to work on a database whose schema is missing or out of date. ``ops`` and
+``actor`` are what the ``mailwarden.ops`` functions the handlers call take.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 
 from mailwarden.admin import output
 from mailwarden.config import Settings
+from mailwarden.ops.base import Actor, Env
 from mailwarden.store import migrate
 from mailwarden.store.db import Database
 
@@ -39,6 +41,16 @@ class Context:
         db = self.database()
         migrate.require_current(db)
         return db
+
+    @property
+    def ops(self) -> Env:
+        """What ``mailwarden.ops`` functions work with (the database checked current)."""
+        return Env(self.db(), self.settings.mail, self.settings.api.provision)
+
+    @property
+    def actor(self) -> Actor:
+        """The CLI's caller for the audit trail: an admin, ``cli:USER@HOST``."""
+        return Actor.cli()
 
     def show(self, record: dict[str, Any]) -> None:
         if self.json:

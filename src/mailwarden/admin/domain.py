@@ -24,17 +24,15 @@ not apply to; a ``--max-mailboxes``/``--max-aliases`` below what the domain alre
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
-from mailwarden import address, units
+from mailwarden import units
 from mailwarden.admin.args import Subparsers, command, option_value
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.errors import UsageError
-from mailwarden.store import domains
+from mailwarden.ops import domains as ops
 
-_TRANSPORT = re.compile(r"^[A-Za-z0-9_.-]*:[\x21-\x7e]*$")
 # The limits ``add`` and ``set`` accept: (column, option, kind of value).
 _LIMITS = (
     ("max_mailboxes", "--max-mailboxes", "count"),
@@ -42,7 +40,6 @@ _LIMITS = (
     ("default_quota_bytes", "--default-quota", "size"),
     ("max_message_bytes", "--max-message-size", "size"),
 )
-_LOCAL_ONLY = ("max_mailboxes", "max_aliases", "default_quota_bytes")
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -96,70 +93,37 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 values[column] = option_value(units.parse_size, text, option)
     if args.transport is not None:
-        values["transport"] = _transport(args.transport)
+        values["transport"] = args.transport
     return values
 
 
-def _transport(text: str) -> str | None:
-    """A Postfix ``transport:nexthop``; empty text clears it."""
-    value = text.strip()
-    if not value:
-        return None
-    if len(value) > 255 or not _TRANSPORT.match(value):
-        raise UsageError(
-            f"invalid transport {text!r}: expected transport:nexthop "
-            "(e.g. smtp:[mx.example.net]:25)"
-        )
-    return value
-
-
-def _check_kind(kind: str, values: dict[str, Any]) -> None:
-    if kind != "local":
-        given = [
-            option for column, option, _ in _LIMITS if column in _LOCAL_ONLY and column in values
-        ]
-        if given:
-            raise UsageError(
-                f"{given[0]} applies to local domains only, not to {_a(kind)} {kind} domain"
-            )
-    if kind != "relay" and values.get("transport"):
-        raise UsageError(
-            f"--transport applies to relay domains only, not to {_a(kind)} {kind} domain"
-        )
-
-
-def _a(word: str) -> str:
-    """The indefinite article of ``word`` ("an alias domain", "a relay domain")."""
-    return "an" if word[:1] in "aeiou" else "a"
-
-
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.name)
     if args.alias_of and args.relay:
         raise UsageError("--alias-of and --relay exclude each other")
     kind = "alias" if args.alias_of else "relay" if args.relay else "local"
     values = _limits(args)
-    _check_kind(kind, values)
-    target = address.normalize_domain(args.alias_of) if args.alias_of else None
     transport = values.pop("transport", None)
-    with ctx.db().transaction() as tx:
-        alias_of = domains.require(tx, target) if target else None
-        domain = domains.add(
-            tx, name, kind=kind, alias_of=alias_of, transport=transport, limits=values
-        )
-    detail = f" -> {domain.alias_of}" if domain.alias_of else ""
-    ctx.done(
-        f"added {kind} domain {domain.name}{detail}",
-        domain=domain.name,
+    domain = ops.add(
+        ctx.ops,
+        ctx.actor,
+        args.name,
         kind=kind,
-        alias_of=domain.alias_of,
+        alias_of=args.alias_of,
+        transport=transport,
+        limits=values,
+    )
+    detail = f" -> {domain['alias_of']}" if domain["alias_of"] else ""
+    ctx.done(
+        f"added {kind} domain {domain['name']}{detail}",
+        domain=domain["name"],
+        kind=kind,
+        alias_of=domain["alias_of"],
     )
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        rows = domains.list_all(tx)
+    rows = ops.list_all(ctx.ops, ctx.actor)
     if not ctx.json:
         for row in rows:
             row["target"] = row["alias_of"] or row["transport"]
@@ -168,25 +132,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.name)
-    with ctx.db().read() as tx:
-        domain = domains.require(tx, name)
-        used = domains.usage(tx, domain.id)
-    record: dict[str, Any] = {
-        "name": domain.name,
-        "kind": domain.kind,
-        "alias_of": domain.alias_of,
-        "transport": domain.transport,
-        "active": domain.active,
-        "max_mailboxes": domain.max_mailboxes,
-        "max_aliases": domain.max_aliases,
-        "default_quota_bytes": domain.default_quota_bytes,
-        "max_message_bytes": domain.max_message_bytes,
-        "mailboxes": used.mailboxes,
-        "aliases": used.aliases,
-        "alias_domains": list(used.alias_domains),
-        "created_at": units.format_iso(domain.created_at),
-    }
+    record = ops.show(ctx.ops, ctx.actor, args.name)
     if not ctx.json:
         record = _humanise(record)
     ctx.show(record)
@@ -208,30 +154,17 @@ def _humanise(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.name)
     values = _limits(args)
     if args.active is not None:
         values["active"] = int(units.parse_yes_no(args.active, "--active"))
-    if not values:
-        raise UsageError("nothing to change: give at least one option (see --help)")
-    with ctx.db().transaction() as tx:
-        domain = domains.require(tx, name)
-        _check_kind(domain.kind, values)
-        domains.update(tx, domain.id, values)
-    ctx.done(f"updated domain {name}", domain=name, changed=sorted(values))
+    domain = ops.update(ctx.ops, ctx.actor, args.name, values)
+    ctx.done(f"updated domain {domain['name']}", domain=domain["name"], changed=sorted(values))
     return 0
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.name)
-    with ctx.db().transaction() as tx:
-        domain = domains.require(tx, name)
-        used = domains.usage(tx, domain.id)
-        if not used.empty and not args.force:
-            raise UsageError(
-                f"domain {name} still has {_describe(used)}; use --force to remove them too"
-            )
-        domains.remove(tx, domain.id)
+    removed = ops.remove(ctx.ops, ctx.actor, args.name, force=args.force)
+    used = removed.usage
     notes = []
     if used.mailboxes:
         notes.append(
@@ -239,22 +172,12 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
             "(archive or remove them yourself)"
         )
     ctx.done(
-        f"removed domain {name}" + (f" with {_describe(used)}" if not used.empty else ""),
-        domain=name,
+        f"removed domain {removed.name}"
+        + (f" with {ops.describe(used)}" if not used.empty else ""),
+        domain=removed.name,
         mailboxes=used.mailboxes,
         aliases=used.aliases,
         alias_domains=list(used.alias_domains),
         notes=notes,
     )
     return 0
-
-
-def _describe(used: domains.Usage) -> str:
-    parts = []
-    if used.mailboxes:
-        parts.append(f"{used.mailboxes} mailbox" + ("es" if used.mailboxes != 1 else ""))
-    if used.aliases:
-        parts.append(f"{used.aliases} alias" + ("es" if used.aliases != 1 else ""))
-    if used.alias_domains:
-        parts.append("alias domain " + ", ".join(used.alias_domains))
-    return ", ".join(parts)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from mailwarden import address
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.store import forwards, mailboxes
+from mailwarden.ops import forwards as ops
 
 
 def register(sub: Subparsers) -> None:
@@ -40,22 +39,11 @@ def register(sub: Subparsers) -> None:
     v.set_defaults(handler=cmd_show)
 
 
-def _parse(ctx: Context, text: str) -> str:
-    return str(address.parse_address(text, delimiter=ctx.settings.mail.recipient_delimiter))
-
-
 def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _parse(ctx, args.address)
-    targets = list(dict.fromkeys(_parse(ctx, d) for d in args.destinations))
-    with ctx.db().transaction() as tx:
-        box = mailboxes.require(tx, addr)
-        forwards.replace(
-            tx,
-            box,
-            targets,
-            keep_copy=args.keep_copy,
-            delimiter=ctx.settings.mail.recipient_delimiter,
-        )
+    result = ops.replace(
+        ctx.ops, ctx.actor, args.address, args.destinations, keep_copy=args.keep_copy
+    )
+    addr, targets = result["address"], result["forwards"]
     copy = " (keeping a copy)" if args.keep_copy else ""
     ctx.done(
         f"{addr} forwards to {', '.join(targets)}{copy}",
@@ -67,9 +55,8 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_clear(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _parse(ctx, args.address)
-    with ctx.db().transaction() as tx:
-        removed = forwards.clear(tx, mailboxes.require(tx, addr).id)
+    addr = ops.parse(ctx.ops, args.address)
+    removed = ops.clear(ctx.ops, ctx.actor, addr)
     plural = "s" if removed != 1 else ""
     ctx.done(
         f"removed {removed} forward{plural} of {addr}; mail is delivered to the mailbox",
@@ -80,9 +67,5 @@ def cmd_clear(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _parse(ctx, args.address)
-    with ctx.db().read() as tx:
-        box = mailboxes.require(tx, addr)
-        targets = forwards.destinations(tx, box.id)
-    ctx.show({"address": addr, "forwards": targets, "keep_copy": box.forward_keep_copy})
+    ctx.show(ops.show(ctx.ops, ctx.actor, args.address))
     return 0

@@ -18,14 +18,14 @@ import argparse
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.store import groups
+from mailwarden.ops import groups as ops
 
 
 def register(sub: Subparsers) -> None:
     verbs = command(sub, "group", "mail groups: which services mailboxes may use")
     v = verbs.add_parser("add", help="add a group")
     v.add_argument("name", metavar="NAME")
-    for service in groups.SERVICES:
+    for service in ops.SERVICES:
         v.add_argument(f"--no-{service}", action="store_true", help=f"deny {service.upper()}")
     add_json(v)
     v.set_defaults(handler=cmd_add)
@@ -39,10 +39,9 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    name = groups.normalize_name(args.name)
-    allowed = {service: not getattr(args, f"no_{service}") for service in groups.SERVICES}
-    with ctx.db().transaction() as tx:
-        groups.add(tx, name, **allowed)
+    allowed = {service: not getattr(args, f"no_{service}") for service in ops.SERVICES}
+    group = ops.add(ctx.ops, ctx.actor, args.name, allowed)
+    name = group["name"]
     denied = [s for s, ok in allowed.items() if not ok]
     text = f"added group {name}" + (f" (no {', '.join(denied)})" if denied else "")
     ctx.done(text, group=name, **allowed)
@@ -50,15 +49,12 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        rows = groups.list_all(tx)
-    ctx.table(rows, ["name", *groups.SERVICES, "mailboxes"])
+    rows = ops.list_all(ctx.ops, ctx.actor)
+    ctx.table(rows, ["name", *ops.SERVICES, "mailboxes"])
     return 0
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    name = groups.normalize_name(args.name)
-    with ctx.db().transaction() as tx:
-        groups.remove(tx, groups.require(tx, name))
+    name = ops.remove(ctx.ops, ctx.actor, args.name)
     ctx.done(f"removed group {name}", group=name)
     return 0

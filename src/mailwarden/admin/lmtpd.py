@@ -58,9 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_lmtpd(ctx: Context, args: argparse.Namespace) -> int:
     from mailwarden.lmtpd import server as lmtp
 
-    listen = list(args.listen or ctx.settings.lda.lmtp_listen)
-    for spec in listen:
-        lmtp.parse_listen(spec)  # a bad address is an operator mistake: ValueError below
+    listen = list(args.listen or ctx.settings.lda.lmtp_listen)  # checked by lmtp.main
     metrics = config.metrics_listen(args.metrics, ctx.settings, "mailwarden lmtpd")
     return lmtp.main(
         ctx.settings,

@@ -1,7 +1,7 @@
 """``mailwarden milter``: run the scanning milter (see ``mailwarden.milter.__main__``).
 
-Who calls it: ``admin.cli`` (the parser) and ``python -m mailwarden.milter``
-(``add_arguments``). pymilter (``Milter``) and prometheus_client are imported only when
+Who calls it: ``admin.cli`` (the parser; the options are ``milter.options``).
+pymilter (``Milter``) and prometheus_client are imported only when
 the command runs, so ``mailwarden --help`` and the admin commands work, and never load
 them, even where pymilter is missing. ``--config`` may also follow the subcommand.
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from mailwarden.admin.args import add_metrics
 from mailwarden.admin.context import Context
 from mailwarden.errors import ConfigError
+from mailwarden.milter.options import add_arguments
 
 NO_PYMILTER = (
     "pymilter is not installed: pip install pymilter "
@@ -29,19 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_milter)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--listen", metavar="ADDR", action="append", help="unix:/path, inet:PORT@HOST or HOST:PORT"
-    )
-    add_metrics(p)
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-
-
 def cmd_milter(ctx: Context, args: argparse.Namespace) -> int:
     try:
-        from mailwarden.milter import __main__ as milter_main
+        from mailwarden.milter.__main__ import run
     except ModuleNotFoundError as exc:
         if exc.name == "Milter":
             raise ConfigError(NO_PYMILTER) from None
         raise
-    return milter_main.run(ctx.settings, args)  # cli.main loaded --config already
+    return run(ctx.settings, args)  # cli.main loaded --config already

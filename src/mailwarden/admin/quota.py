@@ -6,23 +6,37 @@
 ``quota list [--domain DOMAIN] [--over PERCENT] [--json]``
     all mailboxes (or those of one domain); ``--over 90`` lists only mailboxes at or
     above 90 % of a limit. ``percent`` is the higher of bytes and messages used.
+``quota recalc ADDRESS | --domain DOMAIN | --all [--json]``
+    count the messages in each Maildir again (``delivery.quota.recalc_maildir``: every
+    folder but Trash, under the Maildir's exclusive lock, so deliveries wait), rewrite
+    its ``maildirsize`` and store the sums in ``quota_usage``. For a ``maildirsize``
+    that is wrong (a crash between a delivery and its line, files moved by hand) or
+    a ``quota_usage`` behind it. A mailbox without a Maildir counts 0. On a terminal,
+    a progress line on stderr while more than one mailbox is counted.
 
-Limits are changed with ``mailwarden user``; usage comes from ``maildirsize``.
-Errors: unknown mailbox or domain, a percent that is not a number >= 0.
+Limits are changed with ``mailwarden user``; usage comes from ``maildirsize``. The rules
+of ``show`` and ``list`` are ``ops.quota``'s (the API's ``/quota`` answers the same).
+Errors: unknown mailbox or domain, a percent that is not a number >= 0; ``recalc``
+goes on past a Maildir it cannot read, names it on stderr and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
 from typing import Any
 
+from mailwarden import address as addresses
 from mailwarden.address import normalize_domain
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
 from mailwarden.errors import UsageError
+from mailwarden.ops import quota as ops_quota
 from mailwarden.store import quota, scopes
-from mailwarden.units import format_iso, format_size, format_size_limit
+from mailwarden.units import format_size, format_size_limit
 
 COLUMNS = ["address", "quota", "used", "messages", "percent"]
 
@@ -38,53 +52,24 @@ def register(sub: Subparsers) -> None:
     v.add_argument("--over", metavar="PERCENT", help="only mailboxes at or above PERCENT")
     add_json(v)
     v.set_defaults(handler=cmd_list)
+    v = verbs.add_parser("recalc", help="count the Maildirs again: maildirsize and quota_usage")
+    v.add_argument("address", metavar="ADDRESS", nargs="?", help="one mailbox")
+    v.add_argument("--domain", metavar="DOMAIN", help="every mailbox of a domain")
+    v.add_argument("--all", action="store_true", help="every mailbox")
+    add_json(v)
+    v.set_defaults(handler=cmd_recalc)
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        box = scopes.mailbox(tx, args.address)
-        rows = quota.report(tx, address=box.address)
-    record = _record(rows[0])
+    record = ops_quota.show(ctx.ops, ctx.actor, args.address)
     ctx.show(record if ctx.json else _display(record))
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    over = _percent(args.over) if args.over is not None else None
-    domain = normalize_domain(args.domain) if args.domain else None
-    with ctx.db().read() as tx:
-        if domain is not None:
-            scopes.local_domain(tx, domain)
-        rows = [_record(r) for r in quota.report(tx, domain=domain)]
-    if over is not None:
-        rows = [r for r in rows if r["percent"] is not None and r["percent"] >= over]
+    rows = ops_quota.list_all(ctx.ops, ctx.actor, domain=args.domain, over=args.over)
     ctx.table(rows if ctx.json else [_display(r) for r in rows], COLUMNS)
     return 0
-
-
-def usage_percent(used: int | None, limit: int) -> float | None:
-    """Percent of ``limit`` used, None when unlimited (0) or unknown."""
-    if used is None or limit <= 0:
-        return None
-    return round(100.0 * used / limit, 1)
-
-
-def _record(row: dict[str, Any]) -> dict[str, Any]:
-    """Raw numbers (JSON): limits 0 = unlimited, usage None = unknown."""
-    limit_b, limit_m = int(row["quota_bytes"]), int(row["quota_messages"])
-    used_b = None if row["bytes"] is None else int(row["bytes"])
-    used_m = None if row["messages"] is None else int(row["messages"])
-    shares = [usage_percent(used_b, limit_b), usage_percent(used_m, limit_m)]
-    known = [p for p in shares if p is not None]
-    return {
-        "address": str(row["address"]),
-        "quota_bytes": limit_b,
-        "quota_messages": limit_m,
-        "used_bytes": used_b,
-        "used_messages": used_m,
-        "percent": max(known) if known else None,
-        "updated": format_iso(None if row["updated_at"] is None else int(row["updated_at"])),
-    }
 
 
 def _display(rec: dict[str, Any]) -> dict[str, Any]:
@@ -102,11 +87,89 @@ def _display(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"invalid --over {text!r}: expected a percentage such as 90") from None
-    if not 0 <= value < float("inf"):
-        raise UsageError(f"invalid --over {text!r}: must be a number >= 0")
-    return value
+RECALC_COLUMNS = ["address", "used", "messages", "maildir"]
+
+
+def cmd_recalc(ctx: Context, args: argparse.Namespace) -> int:
+    from mailwarden.delivery.maildir import MaildirError
+    from mailwarden.delivery.quota import recalc_maildir
+
+    chosen = [args.address is not None, args.domain is not None, bool(args.all)]
+    if sum(chosen) != 1:
+        raise UsageError("quota recalc: give one of ADDRESS, --domain DOMAIN or --all")
+    with ctx.db().read() as tx:
+        if args.address is not None:
+            boxes = quota.mailboxes(tx, address=scopes.mailbox(tx, args.address).address)
+        elif args.domain is not None:
+            domain = normalize_domain(args.domain)
+            scopes.local_domain(tx, domain)
+            boxes = quota.mailboxes(tx, domain=domain)
+        else:
+            boxes = quota.mailboxes(tx)
+    mail = ctx.settings.mail
+    owner = (mail.uid, mail.gid) if os.geteuid() == 0 else None
+    progress = _Progress(len(boxes), enabled=len(boxes) > 1 and sys.stderr.isatty())
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    for box in boxes:
+        progress.step(str(box["address"]))
+        path = addresses.maildir_path(mail.root, str(box["maildir"]))
+        try:
+            used = recalc_maildir(
+                mail.root, path, int(box["quota_bytes"]), int(box["quota_messages"]), owner
+            )
+        except (MaildirError, OSError) as exc:
+            progress.clear()
+            why = exc.verdict.text if isinstance(exc, MaildirError) else exc.strerror or exc
+            print(f"mailwarden: quota recalc {box['address']}: {why}", file=sys.stderr)
+            failed += 1
+            continue
+        nbytes, count = (used.bytes, used.messages) if used is not None else (0, 0)
+        with ctx.db().transaction() as tx:
+            quota.set_usage(tx, int(box["id"]), nbytes, count, int(time.time()))
+        rows.append(
+            {
+                "address": str(box["address"]),
+                "used_bytes": nbytes,
+                "used_messages": count,
+                "maildir": "counted" if used is not None else "none yet",
+            }
+        )
+    progress.clear()
+    if ctx.json:
+        ctx.table(rows, RECALC_COLUMNS)
+    else:
+        shown = [
+            {
+                "address": r["address"],
+                "used": format_size(r["used_bytes"]),
+                "messages": r["used_messages"],
+                "maildir": r["maildir"],
+            }
+            for r in rows
+        ]
+        ctx.table(shown, RECALC_COLUMNS)
+    return 1 if failed else 0
+
+
+class _Progress:
+    """``quota recalc: 12/500 alice@example.test`` rewritten in place on a terminal."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+        self.shown = False
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.enabled:
+            sys.stderr.write(f"\r\033[Kquota recalc: {self.done}/{self.total} {what[:60]}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False

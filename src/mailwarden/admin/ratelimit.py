@@ -19,7 +19,7 @@ import argparse
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.store import ratelimit, scopes
+from mailwarden.ops import ratelimit as ops
 from mailwarden.units import format_count_limit, parse_count
 
 
@@ -43,12 +43,15 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
-    period = ratelimit.check_period(args.per)
-    messages = _count(args.messages, "--messages")
-    recipients = _count(args.recipients, "--recipients")
-    with ctx.db().transaction() as tx:
-        scope = scopes.resolve(tx, args.scope, clients=True, allow_global=False)
-        row = ratelimit.set_limit(tx, scope, period, messages=messages, recipients=recipients)
+    row = ops.set_limit(
+        ctx.ops,
+        ctx.actor,
+        args.scope,
+        args.per,
+        messages=_count(args.messages, "--messages"),
+        recipients=_count(args.recipients, "--recipients"),
+    )
+    period = row["period"]
     messages_text = format_count_limit(row["messages"])
     recipients_text = format_count_limit(row["recipients"])
     ctx.done(
@@ -63,18 +66,14 @@ def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        rows = ratelimit.list_limits(tx)
+    rows = ops.list_limits(ctx.ops, ctx.actor)
     ctx.table(rows, ["scope", "kind", "period", "messages", "recipients"])
     return 0
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    period = ratelimit.check_period(args.per)
-    parsed = scopes.parse_scope(args.scope, clients=True, allow_global=False)
-    with ctx.db().transaction() as tx:
-        ratelimit.remove(tx, parsed.name, period)
-    ctx.done(f"rate limit of {parsed.name} per {period} removed", scope=parsed.name, period=period)
+    scope, period = ops.remove(ctx.ops, ctx.actor, args.scope, args.per)
+    ctx.done(f"rate limit of {scope} per {period} removed", scope=scope, period=period)
     return 0
 
 

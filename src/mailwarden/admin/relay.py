@@ -6,11 +6,19 @@
     ``--expires 2h`` makes a temporary entry (POP-before-SMTP style). Entries covering
     every address (``0.0.0.0/0``) are refused: that is an open relay.
 ``relay list [--all] [--json]``
-    active entries (status ``permanent`` or ``temporary``); ``--all`` also shows expired
+    active entries (status ``permanent`` or ``temporary``, source ``admin`` or
+    ``pop-before-smtp``); ``--all`` also shows expired
     ones (status ``expired``). ``expires`` and ``created`` are ISO 8601 UTC
     (``2026-12-04T19:15:00Z``), in JSON too.
 ``relay remove NETWORK``     delete an entry (given in any form that normalises to it).
 ``relay purge``              delete all expired entries.
+``relay allow-login IP [--minutes N]``
+    POP-before-SMTP (docs/pop-before-smtp.md): Dovecot's post-login script
+    (contrib/dovecot/mailwarden-postlogin.sh) calls it after each POP3/IMAP login. The
+    address may relay for N minutes (default ``[relay] pop_before_smtp_minutes``; when
+    that is 0 and no ``--minutes`` is given, nothing is recorded). The entry shows in
+    ``relay list`` with source ``pop-before-smtp``; a later login extends it; an entry
+    the admin made for the address is left alone; expired login entries are deleted.
 
 The policy daemon reads the same table (``store.relay.active_networks``). Errors: an
 invalid network or duration, an entry that exists already or does not exist.
@@ -19,18 +27,12 @@ invalid network or duration, an entry that exists already or does not exist.
 from __future__ import annotations
 
 import argparse
-import time
-from typing import Any
 
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.core import relaynet
-from mailwarden.errors import UsageError
-from mailwarden.store import relay
-from mailwarden.units import format_iso, parse_duration
-
-MAX_NOTE = 255
+from mailwarden.ops import relay as ops
+from mailwarden.units import parse_duration
 
 
 def register(sub: Subparsers) -> None:
@@ -52,85 +54,66 @@ def register(sub: Subparsers) -> None:
     v = verbs.add_parser("purge", help="delete expired entries")
     add_json(v)
     v.set_defaults(handler=cmd_purge)
+    v = verbs.add_parser("allow-login", help="POP-before-SMTP: let a client relay after a login")
+    v.add_argument("client", metavar="IP", help="the client address Dovecot saw (its %%{rip})")
+    v.add_argument(
+        "--minutes",
+        type=int,
+        metavar="N",
+        help="how long (default: [relay] pop_before_smtp_minutes; 0 there = off)",
+    )
+    add_json(v)
+    v.set_defaults(handler=cmd_allow_login)
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    parsed = relaynet.parse_network(args.network)
-    note = _check_note(args.note)
-    now = int(time.time())
-    expires_at = None
-    if args.expires is not None:
-        seconds = parse_duration(args.expires)
-        if seconds <= 0:
-            raise UsageError(f"invalid duration {args.expires!r}: must be longer than 0")
-        expires_at = now + seconds
-    with ctx.db().transaction() as tx:
-        relay.add(tx, parsed.text, now=now, expires_at=expires_at, note=note)
-    notes = []
-    if parsed.adjusted:
-        notes.append(f"{args.network.strip()} has host bits set; stored as {parsed.text}")
-    until = f" until {format_iso(expires_at)}" if expires_at is not None else ""
+    expires_in = None if args.expires is None else parse_duration(args.expires)
+    added = ops.add(ctx.ops, ctx.actor, args.network, expires_in=expires_in, note=args.note)
+    entry = added.record
+    until = f" until {entry['expires']}" if entry["expires"] is not None else ""
     ctx.done(
-        f"relay network {parsed.text} added{until}",
-        network=parsed.text,
-        expires=format_iso(expires_at),
-        notes=notes,
+        f"relay network {entry['network']} added{until}",
+        network=entry["network"],
+        expires=entry["expires"],
+        notes=added.notes,
     )
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    now = int(time.time())
-    with ctx.db().read() as tx:
-        entries = relay.list_networks(tx, now, include_expired=args.all)
-    rows = [_row(e, now) for e in entries]
-    ctx.table(rows, ["network", "status", "expires", "note"])
+    rows = ops.list_all(ctx.ops, ctx.actor, include_expired=args.all)
+    ctx.table(rows, ["network", "status", "expires", "source", "note"])
     return 0
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    network = _lookup_form(args.network)
-    with ctx.db().transaction() as tx:
-        relay.remove(tx, network)
+    network = ops.remove(ctx.ops, ctx.actor, args.network)
     ctx.done(f"relay network {network} removed", network=network)
     return 0
 
 
 def cmd_purge(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().transaction() as tx:
-        count = relay.purge(tx, int(time.time()))
+    count = ops.purge(ctx.ops, ctx.actor)
     ctx.done(f"purged {count} expired relay network{'s' if count != 1 else ''}", purged=count)
     return 0
 
 
-def _row(entry: relay.RelayNetwork, now: int) -> dict[str, Any]:
-    if entry.expires_at is None:
-        status = "permanent"
-    elif entry.expired(now):
-        status = "expired"
-    else:
-        status = "temporary"
-    return {
-        "network": entry.network,
-        "status": status,
-        "expires": format_iso(entry.expires_at),
-        "expired": entry.expired(now),
-        "note": entry.note,
-        "created": format_iso(entry.created_at),
-    }
-
-
-def _lookup_form(text: str) -> str:
-    """The stored form of NETWORK; a damaged stored value can still be named exactly."""
-    try:
-        return relaynet.parse_network(text).text
-    except UsageError:
-        return text.strip()
-
-
-def _check_note(note: str) -> str:
-    if len(note) > MAX_NOTE:
-        raise UsageError(f"--note is longer than {MAX_NOTE} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in note):
-        raise UsageError("--note may not contain control characters (newlines, tabs ...)")
-    return note
+def cmd_allow_login(ctx: Context, args: argparse.Namespace) -> int:
+    minutes = args.minutes
+    if minutes is None:
+        minutes = ctx.settings.relay.pop_before_smtp_minutes
+        if minutes == 0:
+            ctx.done(
+                "POP-before-SMTP is off ([relay] pop_before_smtp_minutes = 0): nothing recorded",
+                result="off",
+            )
+            return 0
+    entry = ops.allow_login(ctx.ops, ctx.actor, args.client, minutes)
+    until = f"until {entry['expires']}" if entry["expires"] else "(a permanent entry)"
+    ctx.done(
+        f"relay network {entry['network']} may relay {until} ({entry['result']})",
+        network=entry["network"],
+        expires=entry["expires"],
+        result=entry["result"],
+    )
+    return 0

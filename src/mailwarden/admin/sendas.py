@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from mailwarden.address import parse_source
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.store import scopes, sendas
+from mailwarden.ops import sendas as ops
 
 
 def register(sub: Subparsers) -> None:
@@ -41,31 +40,20 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_grant(ctx: Context, args: argparse.Namespace) -> int:
-    address = _address(args.address)
-    with ctx.db().transaction() as tx:
-        box = scopes.mailbox(tx, args.login)
-        sendas.grant(tx, box.id, box.address, address)
-    ctx.done(f"{box.address} may now send as {address}", login=box.address, address=address)
+    grant = ops.grant(ctx.ops, ctx.actor, args.login, args.address)
+    login, address = grant["login"], grant["address"]
+    ctx.done(f"{login} may now send as {address}", login=login, address=address)
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        box_id = scopes.mailbox(tx, args.login).id if args.login else None
-        rows = sendas.list_grants(tx, box_id)
+    rows = ops.list_grants(ctx.ops, ctx.actor, args.login)
     ctx.table(rows, ["login", "address"])
     return 0
 
 
 def cmd_revoke(ctx: Context, args: argparse.Namespace) -> int:
-    address = _address(args.address)
-    with ctx.db().transaction() as tx:
-        box = scopes.mailbox(tx, args.login)
-        sendas.revoke(tx, box.id, box.address, address)
-    ctx.done(f"{box.address} may no longer send as {address}", login=box.address, address=address)
+    grant = ops.revoke(ctx.ops, ctx.actor, args.login, args.address)
+    login, address = grant["login"], grant["address"]
+    ctx.done(f"{login} may no longer send as {address}", login=login, address=address)
     return 0
-
-
-def _address(text: str) -> str:
-    addr = parse_source(text)
-    return f"@{addr.domain}" if not addr.local else str(addr)

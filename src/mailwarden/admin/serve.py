@@ -1,4 +1,5 @@
-"""``mailwarden serve``: run policyd, milter and lmtpd supervised (see ``mailwarden.serve``).
+"""``mailwarden serve``: run policyd, milter, lmtpd and the API supervised (see
+``mailwarden.serve``).
 
 Who calls it: ``admin.cli``. The supervisor (and prometheus_client) is imported only
 when the command runs. ``--config`` may also follow the subcommand
@@ -14,7 +15,9 @@ from mailwarden.admin.context import Context
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run policyd, milter and lmtpd supervised, one /metrics")
+    p = sub.add_parser(
+        "serve", help="run policyd, milter, lmtpd and the API supervised, one /metrics"
+    )
     add_arguments(p)
     p.set_defaults(handler=cmd_serve)
 

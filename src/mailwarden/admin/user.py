@@ -5,8 +5,8 @@
 The password is read from the first line of stdin with ``--password-stdin``; without it a
 random one is generated and printed once (``password: ...``). It is stored hashed with
 ``mail.password_scheme`` or ``--scheme sha512-crypt|argon2id``. ``--services`` takes
-``mail,calendar,contacts`` (or ``all``); ``--group`` a mail group; ``--inactive`` creates
-the mailbox switched off.
+``mail,calendar,contacts`` (or ``all``; default ``[api] provision``, 7 = all); ``--group``
+a mail group; ``--inactive`` creates the mailbox switched off.
 
 ``list [--domain D]`` and ``show ADDRESS`` never print the password hash; ``show`` adds
 quota usage (as last recorded by the LDA), forwards, the aliases that point here, and
@@ -17,7 +17,10 @@ mail that would be stored in it is refused (5.2.1, ``core.recipient``); ``add`` 
 ``set`` changes quota, name, group, services or ``--active yes|no``; ``passwd`` sets a
 new password the same way ``add`` does. ``remove`` deletes the row with its forwards and
 settings; the Maildir stays on disk (the command says where), and aliases that still
-deliver to the address are listed as a warning on stderr.
+deliver to the address are listed as a warning on stderr. ``first-login ADDRESS [--ip
+IP]`` is run by Dovecot's post-login script after each IMAP/POP3 login: the first one
+is recorded (``provisioned_at``, ``last_login``) and printed as one line (seed 002's
+``checkUserProvisioning``); later ones do nothing (``ops.logins.first_login``).
 
 Errors (one line, exit 1): invalid address; unknown or non-local domain (for an alias
 domain the message names the domain to use); duplicate mailbox; an alias with the same
@@ -28,20 +31,14 @@ password on stdin.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from typing import Any
 
-from mailwarden import address, passwords, units
+from mailwarden import passwords, units
 from mailwarden.admin.args import Subparsers, command, option_value
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.core import recipient
-from mailwarden.errors import UsageError
-from mailwarden.store import aliases, domains, forwards, groups, mailboxes
-from mailwarden.store.db import Tx
-
-_MAX_NAME = 255
+from mailwarden.ops import mailboxes as ops
 
 
 def register(sub: Subparsers) -> None:
@@ -76,6 +73,13 @@ def register(sub: Subparsers) -> None:
     v.add_argument("address", metavar="ADDRESS")
     add_json(v)
     v.set_defaults(handler=cmd_remove)
+    v = verbs.add_parser(
+        "first-login", help="provision at the first login (Dovecot's post-login script)"
+    )
+    v.add_argument("address", metavar="ADDRESS")
+    v.add_argument("--ip", default="-", help="the client's address (for the log line)")
+    add_json(v)
+    v.set_defaults(handler=cmd_first_login)
 
 
 def _password_options(v: argparse.ArgumentParser) -> None:
@@ -96,81 +100,55 @@ def _settings_options(v: argparse.ArgumentParser) -> None:
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
-    """Columns from the options given (the group is resolved in the transaction)."""
+    """Columns from the options given (checked and the group resolved by ``ops``)."""
     values: dict[str, Any] = {}
     if args.quota is not None:
         values["quota_bytes"] = option_value(units.parse_size, args.quota, "--quota")
     if args.quota_messages is not None:
         values["quota_messages"] = units.parse_count(args.quota_messages, "--quota-messages")
     if args.name is not None:
-        values["name"] = _check_name(args.name)
+        values["name"] = args.name
     if args.services is not None:
-        values["services"] = mailboxes.parse_services(args.services)
+        values["services"] = args.services
     return values
 
 
-def _check_name(text: str) -> str:
-    if len(text) > _MAX_NAME or any(ch < " " or ch == "\x7f" for ch in text):
-        raise UsageError(f"invalid --name: at most {_MAX_NAME} characters, no control characters")
-    return text
-
-
-def _password_hash(ctx: Context, args: argparse.Namespace) -> tuple[str, str | None]:
-    """(hash, the generated password or None when it came from stdin)."""
-    scheme = args.scheme or ctx.settings.mail.password_scheme
-    if scheme not in passwords.SCHEMES:
-        raise UsageError(f"unknown password scheme {scheme!r}: use {', '.join(passwords.SCHEMES)}")
+def _password(args: argparse.Namespace) -> str | None:
+    """The password from stdin with ``--password-stdin``; None: ``ops`` generates one."""
     if args.password_stdin:
-        return passwords.hash_password(passwords.read_password_stdin(sys.stdin), scheme), None
-    generated = secrets.token_urlsafe(12)
-    return passwords.hash_password(generated, scheme), generated
-
-
-def _address(ctx: Context, text: str) -> str:
-    return str(address.parse_address(text, delimiter=ctx.settings.mail.recipient_delimiter))
+        return passwords.read_password_stdin(sys.stdin)
+    return None
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    mail = ctx.settings.mail
-    addr = address.parse_mailbox_address(args.address, delimiter=mail.recipient_delimiter)
-    values = _changes(args)
-    maildir = address.maildir_relpath(addr, mail.layout)
-    pw_hash, generated = _password_hash(ctx, args)
-    with ctx.db().transaction() as tx:
-        domain = domains.require_local(tx, addr.domain, "user")
-        group = groups.require(tx, groups.normalize_name(args.group or groups.DEFAULT))
-        new = mailboxes.NewMailbox(
-            local_part=addr.local,
-            password_hash=pw_hash,
-            maildir=maildir,
-            name=values.get("name", ""),
-            quota_bytes=values.get("quota_bytes", domain.default_quota_bytes),
-            quota_messages=values.get("quota_messages", 0),
-            group_id=group.id,
-            services=values.get("services", mailboxes.ALL_SERVICES),
-            active=not args.inactive,
-        )
-        box = mailboxes.add(tx, domain, new)
-    state = "" if box.active else " (inactive)"
-    path = address.maildir_path(mail.root, box.maildir)
-    ctx.done(
-        f"added mailbox {box.address}{state}, Maildir {path}/",
-        address=box.address,
-        maildir=f"{path}/",
-        password=generated,
-        notes=_mail_notes(box.services, keep_copy=False, forwards=[]),
+    added = ops.add(
+        ctx.ops,
+        ctx.actor,
+        args.address,
+        password=_password(args),
+        scheme=args.scheme,
+        settings=_changes(args),
+        group=args.group,
+        active=not args.inactive,
     )
-    if generated:
-        ctx.say(f"password: {generated}")  # people; --json has it in "password"
+    box = added.record
+    state = "" if box["active"] else " (inactive)"
+    ctx.done(
+        f"added mailbox {box['address']}{state}, Maildir {box['maildir']}/",
+        address=box["address"],
+        maildir=f"{box['maildir']}/",
+        password=added.password,
+        notes=added.notes,
+    )
+    if added.password:
+        ctx.say(f"password: {added.password}")  # people; --json has it in "password"
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    name = address.normalize_domain(args.domain) if args.domain else None
-    with ctx.db().read() as tx:
-        domain_id = domains.filter_id(tx, name)
-        rows = mailboxes.list_all(tx, domain_id)
+    rows = ops.list_all(ctx.ops, ctx.actor, args.domain)
     for row in rows:
+        del row["domain"]
         row["last_login"] = units.format_utc(row["last_login"])
         if not ctx.json:
             row["quota"] = units.format_size_limit(row["quota_bytes"])
@@ -179,52 +157,11 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _address(ctx, args.address)
-    with ctx.db().read() as tx:
-        record = _record(ctx, tx, mailboxes.require(tx, addr))
+    record = ops.show(ctx.ops, ctx.actor, args.address)
     if not ctx.json:
         record = _humanise(record)
     ctx.show(record)
     return 0
-
-
-def _record(ctx: Context, tx: Tx, box: mailboxes.Mailbox) -> dict[str, Any]:
-    used = mailboxes.usage(tx, box.id)
-    targets = forwards.destinations(tx, box.id)
-    return {
-        "address": box.address,
-        "name": box.name,
-        "active": box.active,
-        "maildir": address.maildir_path(ctx.settings.mail.root, box.maildir),
-        "quota_bytes": box.quota_bytes,
-        "quota_messages": box.quota_messages,
-        "used_bytes": used.bytes if used else None,
-        "used_messages": used.messages if used else None,
-        "group": box.group,
-        "services": mailboxes.service_names(box.services),
-        "receives_mail": _receives(box.services, box.forward_keep_copy, targets),
-        "forwards": targets,
-        "keep_copy": box.forward_keep_copy,
-        "aliases": aliases.sources_to(tx, box.address),
-        "last_login": units.format_utc(box.last_login),
-        "created_at": units.format_iso(box.created_at),
-    }
-
-
-def _receives(services: int, keep_copy: bool, targets: list[str]) -> str:
-    """``yes``, ``forwarded only`` or why not: what ``core.recipient`` decides at RCPT."""
-    stored = recipient.mailbox_stores(bool(targets), keep_copy)
-    if not stored:
-        return "forwarded only"
-    if recipient.has_mail_service(services):
-        return "yes"
-    return f"no: services exclude mail, so it is refused ({recipient.NO_MAIL.dsn})"
-
-
-def _mail_notes(services: int, *, keep_copy: bool, forwards: list[str]) -> list[str]:
-    """A note when the mailbox would keep mail nobody can read (it is refused instead)."""
-    answer = _receives(services, keep_copy, forwards)
-    return [f"receives mail: {answer}"] if answer.startswith("no") else []
 
 
 def _humanise(record: dict[str, Any]) -> dict[str, Any]:
@@ -238,31 +175,20 @@ def _humanise(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _address(ctx, args.address)
     values = _changes(args)
     if args.active is not None:
         values["active"] = int(units.parse_yes_no(args.active, "--active"))
-    if not values and args.group is None:
-        raise UsageError("nothing to change: give at least one option (see --help)")
-    with ctx.db().transaction() as tx:
-        box = mailboxes.require(tx, addr)
-        if args.group is not None:
-            values["group_id"] = groups.require(tx, groups.normalize_name(args.group)).id
-        mailboxes.update(tx, box.id, values)
-        notes = _mail_notes(
-            values.get("services", box.services),
-            keep_copy=box.forward_keep_copy,
-            forwards=forwards.destinations(tx, box.id),
-        )
-    ctx.done(f"updated mailbox {addr}", address=addr, changed=sorted(values), notes=notes)
+    record, changed, notes = ops.update(ctx.ops, ctx.actor, args.address, values, group=args.group)
+    addr = record["address"]
+    ctx.done(f"updated mailbox {addr}", address=addr, changed=changed, notes=notes)
     return 0
 
 
 def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _address(ctx, args.address)
-    pw_hash, generated = _password_hash(ctx, args)
-    with ctx.db().transaction() as tx:
-        mailboxes.set_password(tx, mailboxes.require(tx, addr).id, pw_hash)
+    addr = ops.parse(ctx.ops, args.address)
+    generated = ops.set_password(
+        ctx.ops, ctx.actor, addr, password=_password(args), scheme=args.scheme
+    )
     ctx.done(f"password of {addr} changed", address=addr, password=generated)
     if generated:
         ctx.say(f"password: {generated}")
@@ -270,12 +196,9 @@ def cmd_passwd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    addr = _address(ctx, args.address)
-    with ctx.db().transaction() as tx:
-        box = mailboxes.require(tx, addr)
-        pointing = aliases.sources_to(tx, addr) + forwards.forwarders_to(tx, addr)
-        mailboxes.remove(tx, box.id)
-    path = address.maildir_path(ctx.settings.mail.root, box.maildir)
+    removed = ops.remove(ctx.ops, ctx.actor, args.address)
+    addr, path = removed.record["address"], removed.record["maildir"]
+    pointing = removed.still_sending_here
     if pointing:
         print(
             f"mailwarden: warning: these still send mail to {addr}: {', '.join(pointing)}",
@@ -287,4 +210,20 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
         maildir=str(path),
         still_sending_here=pointing,
     )
+    return 0
+
+
+def cmd_first_login(ctx: Context, args: argparse.Namespace) -> int:
+    """Run by contrib/dovecot/mailwarden-postlogin.sh after every IMAP/POP3 login: the
+    first one is recorded and printed as one line; later ones print nothing."""
+    from mailwarden.ops import logins
+
+    record = logins.first_login(ctx.ops, args.address, client=args.ip)
+    if ctx.json:
+        ctx.show({"provisioned": record is not None, **(record or {})})
+    elif record is not None:
+        ctx.say(
+            f"first login: OK address={record['address']} client={record['client']} "
+            f"services={','.join(record['services']) or '-'} maildir={record['maildir']}"
+        )
     return 0

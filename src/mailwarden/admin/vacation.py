@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from typing import Any
 
 from mailwarden.admin.args import Subparsers, command
 from mailwarden.admin.cli import add_json
 from mailwarden.admin.context import Context
-from mailwarden.errors import NotFound, UsageError
-from mailwarden.store import scopes, vacation
-from mailwarden.units import format_duration, format_iso, parse_duration, parse_when
+from mailwarden.errors import UsageError
+from mailwarden.ops import vacation as ops
+from mailwarden.units import parse_duration, parse_when
 
-MAX_BODY = 65535  # bytes: what a MariaDB TEXT column holds
-MAX_SUBJECT = 255
+MAX_BODY = ops.MAX_BODY
 
 
 def register(sub: Subparsers) -> None:
@@ -63,56 +60,38 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_set(ctx: Context, args: argparse.Namespace) -> int:
-    subject = _subject(args.subject)
     starts_at = parse_when(args.start, "--from") if args.start else None
     ends_at = parse_when(args.end, "--until", end=True) if args.end else None
-    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
-        raise UsageError(f"--until {args.end} is not after --from {args.start}")
-    interval = parse_duration(args.interval)
-    if interval <= 0:
-        raise UsageError(f"invalid interval {args.interval!r}: must be longer than 0")
-    body = read_body(args.body_file)
-    now = int(time.time())
-    with ctx.db().transaction() as tx:
-        box = scopes.mailbox(tx, args.address)
-        vacation.set_vacation(
-            tx,
-            box.id,
-            subject=subject,
-            body=body,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            interval=interval,
-            now=now,
-        )
-    notes = []
-    if ends_at is not None and ends_at <= now:
-        notes.append(f"it ended already ({format_iso(ends_at)}), so no replies will be sent")
+    result = ops.set_vacation(
+        ctx.ops,
+        ctx.actor,
+        args.address,
+        subject=args.subject,
+        body=read_body(args.body_file),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        interval=parse_duration(args.interval),
+        body_name=f"body file {args.body_file!r}",
+    )
+    address = result.record["address"]
     ctx.done(
-        f"vacation reply of {box.address} is on",
-        address=box.address,
-        subject=subject,
-        notes=notes,
+        f"vacation reply of {address} is on",
+        address=address,
+        subject=result.record["subject"],
+        notes=result.notes,
     )
     return 0
 
 
 def cmd_off(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().transaction() as tx:
-        box = scopes.mailbox(tx, args.address)
-        was_on = vacation.off(tx, box.id, int(time.time()))
-    text = f"vacation reply of {box.address} is off" + ("" if was_on else " (it was not on)")
-    ctx.done(text, address=box.address, was_on=was_on)
+    address, was_on = ops.off(ctx.ops, ctx.actor, args.address)
+    text = f"vacation reply of {address} is off" + ("" if was_on else " (it was not on)")
+    ctx.done(text, address=address, was_on=was_on)
     return 0
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        box = scopes.mailbox(tx, args.address)
-        vac = vacation.get(tx, box.id)
-    if vac is None:
-        raise NotFound(f"mailbox {box.address!r} has no vacation reply")
-    record = _record(box.address, vac, int(time.time()), body=True)
+    record = ops.show(ctx.ops, ctx.actor, args.address)
     if not ctx.json:  # scripts also get the interval in seconds
         record.pop("interval_seconds")
     ctx.show(record)
@@ -120,16 +99,13 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    with ctx.db().read() as tx:
-        entries = vacation.list_all(tx)
-    now = int(time.time())
-    rows = [_record(address, vac, now, body=False) for address, vac in entries]
+    rows = ops.list_all(ctx.ops, ctx.actor)
     ctx.table(rows, ["address", "active", "in_effect", "from", "until", "interval", "subject"])
     return 0
 
 
 def read_body(path: str) -> str:
-    """The body text from a file (``-`` = stdin): UTF-8, not empty, at most MAX_BODY bytes."""
+    """The body text from a file (``-`` = stdin), UTF-8; ``ops`` checks the rest."""
     try:
         if path == "-":
             data = _read_stdin(MAX_BODY + 1)
@@ -141,14 +117,9 @@ def read_body(path: str) -> str:
     if len(data) > MAX_BODY:
         raise UsageError(f"body file {path!r} is larger than {MAX_BODY} bytes (64 KiB)")
     try:
-        body = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"body file {path!r} is not UTF-8 text") from None
-    if "\0" in body:
-        raise UsageError(f"body file {path!r} contains NUL characters")
-    if not body.strip():
-        raise UsageError(f"body file {path!r} is empty")
-    return body
 
 
 def _read_stdin(limit: int) -> bytes:
@@ -156,31 +127,3 @@ def _read_stdin(limit: int) -> bytes:
     if buffer is not None:
         return bytes(buffer.read(limit))
     return sys.stdin.read(limit).encode("utf-8", "surrogateescape")
-
-
-def _subject(text: str) -> str:
-    subject = text.strip()
-    if not subject:
-        raise UsageError("--subject is empty")
-    if len(subject) > MAX_SUBJECT:
-        raise UsageError(f"--subject is longer than {MAX_SUBJECT} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in subject):
-        raise UsageError("--subject may not contain control characters (it becomes a header)")
-    return subject
-
-
-def _record(address: str, vac: vacation.Vacation, now: int, *, body: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "address": address,
-        "active": vac.active,
-        "in_effect": vac.in_effect(now),
-        "from": format_iso(vac.starts_at),
-        "until": format_iso(vac.ends_at),
-        "interval": format_duration(vac.interval_seconds),
-        "subject": vac.subject,
-        "interval_seconds": vac.interval_seconds,
-        "updated": format_iso(vac.updated_at),
-    }
-    if body:
-        record["body"] = vac.body
-    return record

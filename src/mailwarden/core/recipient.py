@@ -1,9 +1,10 @@
 """Recipient verification: does a hosted address lead anywhere?
 
-Who calls it: the policy daemon at RCPT (H-Sphere's chkuser: refuse unknown recipients
-before the message is accepted, so we never have to bounce it later); the delivery agent
-(``mailbox_verdict``) and ``mailwarden user show`` (``has_mail_service``,
-``mailbox_stores``) for the services rule below.
+Who calls it: the policy daemon at RCPT (``decide``; H-Sphere's chkuser: refuse unknown
+recipients before the message is accepted, so we never have to bounce it later); the
+delivery agent (``final_mailbox``, the same rules for the mailbox the MTA hands it) and
+``mailwarden user show`` (``has_mail_service``, ``mailbox_stores``) for the services rule
+below.
 
 Precedence (DESIGN §5): an active mailbox or an exact alias first, the catch-all last;
 a catch-all never swallows an existing mailbox, but it does accept any other local part.
@@ -27,10 +28,10 @@ from dataclasses import dataclass
 
 from mailwarden.verdict import OK, Verdict
 
-UNKNOWN = Verdict("5.1.1", "Recipient address rejected: User unknown", code=550)
-NO_MAIL = Verdict(
-    "5.2.1", "Recipient address rejected: this mailbox does not receive mail", code=550
-)
+REJECTED = "Recipient address rejected: "
+UNKNOWN = Verdict("5.1.1", REJECTED + "User unknown", code=550)
+NO_MAIL = Verdict("5.2.1", REJECTED + "this mailbox does not receive mail", code=550)
+DISABLED = Verdict("5.2.1", REJECTED + "Mailbox disabled", code=550)
 MAIL_SERVICE = 1  # the ``mail`` bit of ``mailboxes.services`` (store.mailboxes.SERVICES)
 
 
@@ -85,3 +86,28 @@ def decide(facts: RecipientFacts) -> Verdict:
     if found == "mailbox":
         return mailbox_verdict(facts.services, forwarded=facts.forwarded, keep_copy=facts.keep_copy)
     return OK
+
+
+def final_mailbox(*, found: bool, active: bool, services: int) -> Verdict:
+    """The delivery agent's rule for a *final* mailbox address (the MTA has expanded
+    aliases, forwards and alias domains): ``UNKNOWN`` when there is no such mailbox,
+    ``DISABLED`` when it or its domain is switched off, ``NO_MAIL`` without the mail
+    service (``mailbox_verdict``: the rule ``decide`` applies at RCPT), else OK.
+
+    At RCPT a disabled mailbox is unknown (``decide`` sees active mailboxes only, as the
+    MTA's lookup views do); an address that got past that and reaches a disabled
+    mailbox is told so."""
+    if not found:
+        return UNKNOWN
+    if not active:
+        return DISABLED
+    return mailbox_verdict(services)
+
+
+def naming(verdict: Verdict, recipient: str) -> Verdict:
+    """``verdict`` worded for a reply about one recipient of several (LMTP, the pipe
+    LDA): ``<r@example.com> User unknown``."""
+    if verdict.ok:
+        return verdict
+    text = verdict.text.removeprefix(REJECTED)
+    return Verdict(verdict.dsn, f"<{recipient}> {text}", code=verdict.code)

@@ -26,6 +26,18 @@ from mailwarden.errors import UsageError
 from mailwarden.verdict import OK, Verdict
 
 
+def normal_login(login: str, delimiter: str = "+") -> str:
+    """A SASL login as policyd keys it (send-as, the ``login:`` rate-limit counters) and
+    the milter takes refunds from those counters: the normalised address, or the text
+    lower-cased when it is no address; ``""`` for no login."""
+    if not login:
+        return ""
+    try:
+        return str(parse_address(login, delimiter=delimiter))
+    except UsageError:
+        return login.strip().lower()
+
+
 def not_owned(login: str) -> Verdict:
     return Verdict("5.7.1", f"Sender address rejected: not owned by user {login}", code=553)
 

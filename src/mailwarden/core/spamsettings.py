@@ -3,8 +3,10 @@
 What it does
     ``effective`` layers the spam treatment (action above a score ``threshold``) from the
     global row, the recipient's domain row and the mailbox row; ``list_decision`` says
-    whether the allow/block lists of those layers allow or block a sender/client.
-    The delivery agent and the policy daemon feed them what ``store.spam`` reads.
+    whether the allow/block lists of those layers allow or block a sender/client
+    (``access_decision`` on the ``AccessLists`` of one recipient). The delivery agent,
+    the policy daemon and the milter feed them what the store reads (``Layers``,
+    ``AccessLists``); the store itself decides nothing.
 
 Layering (both functions)
     Start from global, then the domain, then the mailbox; a lower layer overrides what
@@ -51,10 +53,13 @@ from dataclasses import dataclass
 from mailwarden.address import parse_source
 from mailwarden.core import relaynet
 from mailwarden.errors import UsageError
+from mailwarden.verdict import Verdict
 
 ACTIONS = ("tag", "folder", "discard", "reject")
 LAYERS = ("global", "domain", "mailbox")
 ALLOW, BLOCK = "allow", "block"
+# What a ``block`` decision answers at RCPT (policyd).
+BLOCKED = Verdict("5.7.1", "Access denied by the recipient's block list", code=550)
 # What a global row with NULL fields falls back to (the schema seeds these values).
 DEFAULT_ACTION = "folder"
 DEFAULT_THRESHOLD = 5.0
@@ -100,6 +105,48 @@ def effective(global_: Layer, domain: Layer | None, mailbox: Layer | None) -> Ef
         if layer.enforce:
             enforced = name
     return Effective(action, float(threshold), source, locked_by)
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """The settings rows that apply to one recipient; None where a layer has no row."""
+
+    global_: Layer
+    domain: Layer | None = None
+    mailbox: Layer | None = None
+
+    @property
+    def enforce_flags(self) -> dict[str, bool]:
+        return {name: name in self.enforced for name in LAYERS}
+
+    @property
+    def enforced(self) -> frozenset[str]:
+        """The layers whose ``enforce`` flag is set."""
+        rows = (("global", self.global_), ("domain", self.domain), ("mailbox", self.mailbox))
+        return frozenset(name for name, row in rows if row is not None and row.enforce)
+
+    def effective(self) -> Effective:
+        return effective(self.global_, self.domain, self.mailbox)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLists:
+    """The allow/block entries of the layers that apply to one recipient (global, its
+    domain, its mailbox) as ``(layer, kind, pattern)``, and the enforced layers."""
+
+    entries: tuple[tuple[str, str, str], ...] = ()
+    enforced: frozenset[str] = frozenset()
+
+
+def access_decision(
+    lists: AccessLists, sender: str, client_ip: str, *, delimiter: str = "+"
+) -> str | None:
+    """``"allow"``, ``"block"`` or None for mail from ``sender``/``client_ip`` to the
+    recipient whose ``lists`` these are: the one access rule of policyd and the milter."""
+    if not lists.entries:
+        return None
+    flags = {name: name in lists.enforced for name in LAYERS}
+    return list_decision(sender, client_ip, by_layer(lists.entries), flags, delimiter=delimiter)
 
 
 def by_layer(entries: Iterable[tuple[str, str, str]]) -> dict[str, list[tuple[str, str]]]:

@@ -52,6 +52,22 @@ class Incoming:
     recipients: frozenset[str] = frozenset()  # addresses from To/Cc/Bcc/Resent-*, lower-case
 
 
+def in_window(starts_at: int | None, ends_at: int | None, now: int) -> bool:
+    """Started (``starts_at <= now``) and not yet ended (``now < ends_at``); None is open."""
+    started = starts_at is None or starts_at <= now
+    return started and (ends_at is None or now < ends_at)
+
+
+def in_effect(vacation: Vacation | None, now: int) -> bool:
+    """Active and within its window at ``now`` (``mailwarden vacation show``,
+    the delivery agent before it looks any further)."""
+    return (
+        vacation is not None
+        and vacation.active
+        and in_window(vacation.starts_at, vacation.ends_at, now)
+    )
+
+
 def never_reply(sender: str) -> bool:
     """The RFC 5230 §4.6 never-reply list, applied to the sender's local part."""
     local = sender.rpartition("@")[0].lower() if "@" in sender else sender.lower()
@@ -88,9 +104,7 @@ def suppression(
     """None when a reply is due; otherwise the reason for staying silent."""
     if vacation is None or not vacation.active:
         return "inactive"
-    if (vacation.starts_at and now < vacation.starts_at) or (
-        vacation.ends_at and now >= vacation.ends_at
-    ):
+    if not in_window(vacation.starts_at, vacation.ends_at, now):
         return "window"
     sender = msg.sender.strip().strip("<>").lower()
     if not sender or sender == "mailer-daemon":

@@ -14,6 +14,12 @@ The design (two paths, both exact):
        zero and adds what it read, so each line is counted exactly once.
     If no lmtpd ever runs the file grows by about 30 bytes per delivery.
 
+Why not the daemons' multi-process directory (``daemon.metrics``, where lmtpd's and
+policyd's workers count): that mode maps one file per process id, and a process per
+message would leave one file per delivery until someone cleans up; it also needs
+prometheus_client at start-up, which the pipe LDA avoids (DESIGN §8). The counter file
+is folded into the same registry lmtpd serves, so a scrape shows one set of metrics.
+
 ``FileRecorder`` is the writer (light: no Prometheus import); ``fold`` the reader.
 Errors: the writer never raises (metrics must not fail a delivery); it logs instead.
 """

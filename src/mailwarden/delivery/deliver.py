@@ -3,11 +3,11 @@
 What it does (``Deliverer.deliver``), in order; the first refusal wins:
 
     1. parse the recipient, strip its ``+extension`` and find the mailbox (5.1.1 unknown,
-       5.2.1 disabled or without the ``mail`` service, ``core.recipient``; a local part
-       that would escape the mail root never parses);
+       5.2.1 disabled or without the ``mail`` service: ``core.recipient.final_mailbox``;
+       a local part that would escape the mail root never parses);
     2. refuse a loop: a ``Delivered-To`` already naming the mailbox (5.4.6);
-    3. decide the spam treatment with the mailbox's effective settings (``discard``
-       ends here with 2.0.0);
+    3. decide the spam treatment with the mailbox's effective settings
+       (``core.spamtreat``, ``core.spamsettings``; ``discard`` ends here with 2.0.0);
     4. prepend ``Return-Path`` and ``Delivered-To`` (plus ``X-Mailwarden-Spam`` for
        ``tag``) to the raw bytes, which are never otherwise changed;
     5. open the Maildir (creating it and the Junk folder as needed, refusing symlinks),
@@ -16,7 +16,12 @@ What it does (``Deliverer.deliver``), in order; the first refusal wins:
     6. after the message is safe: update ``quota_usage`` (and a quota warning once per
        threshold crossing, written straight into the Maildir), then the vacation reply.
        Failures here are logged only: the message is delivered, a retry would duplicate.
+    7. with ``[traffic] counter = "daemons"`` (``mailwarden.accounting``): count the
+       message ``in`` for the mailbox's domain, once per message body and domain (lmtpd
+       hands all recipients of one LMTP DATA the same ``Body``); a discarded spam counts too.
 
+The store is a ``store.facts.DeliveryStore`` given to the constructor: ``store.sql.SqlStore``
+in lmtpd and the pipe LDA, the in-memory ``tests.unit.fakestore.FakeStore`` in unit tests.
 Anything unexpected before the message is safe (store down, bug) answers 4.3.0 and
 writes nothing. ``check_recipient`` is step 1 plus a quota check for LMTP's RCPT.
 
@@ -25,7 +30,7 @@ to a ``Recorder`` (Prometheus counters in lmtpd, the counter file in pipe mode).
 
 Options lmtpd uses for throughput (the pipe LDA and the tests keep the defaults):
 ``usage`` = ``delivery.usage.WriteBehindUsage`` (``quota_usage`` written behind, coalesced;
-default ``SyncUsage``, one transaction per delivery), and ``recipient_ttl`` > 0: an
+default: the store's ``record_usage``, one transaction per delivery), and ``recipient_ttl`` > 0: an
 active mailbox found in the store is remembered that many seconds, so RCPT and DATA
 (and the next messages) do not look it up again, nor its vacation while none is in
 effect. Only active mailboxes are remembered: an unknown or disabled one is looked up
@@ -37,24 +42,25 @@ limit or a vacation just switched on takes effect after it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from mailwarden import address
+from mailwarden import accounting, address
 from mailwarden.config import Settings
 from mailwarden.core import quotacheck, spamtreat
 from mailwarden.core import recipient as recipient_rules
 from mailwarden.core.delivery import Usage, loop_verdict
 from mailwarden.delivery import headers as hdr
 from mailwarden.delivery import quota
+from mailwarden.delivery.body import Body, Prefixed
 from mailwarden.delivery.maildir import Maildir, MaildirError, Names, open_maildir, os_verdict
 from mailwarden.delivery.submit import Submitter
-from mailwarden.delivery.usage import SyncUsage
 from mailwarden.errors import UsageError
-from mailwarden.store import delivery as store
-from mailwarden.store.db import Database
+from mailwarden.store.facts import DeliveryStore, Recipient
 from mailwarden.verdict import OK, Verdict, tempfail
 
 log = logging.getLogger("mailwarden.lda")
@@ -115,28 +121,35 @@ class Deliverer:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
+        store: DeliveryStore,
         recorder: Recorder,
         submitter: Submitter | None = None,
         *,
         chown: bool = False,
         usage: UsageWriter | None = None,
         recipient_ttl: float = 0.0,
+        traffic: accounting.TrafficSink | None = None,
     ) -> None:
         self.settings = settings
-        self.db = db
+        self.store = store
         self.recorder = recorder
         self.submitter = submitter or Submitter(settings.lda)
         self.owner = (settings.mail.uid, settings.mail.gid) if chown else None
         self.names = Names()
-        self.usage: UsageWriter = usage or SyncUsage(db)
+        # where quota_usage goes: lmtpd's write-behind, else the store, one transaction each
+        self.record_usage = usage.record if usage is not None else store.record_usage
         self.recipient_ttl = recipient_ttl
-        self._recipients: dict[str, tuple[float, store.Recipient]] = {}
+        self._recipients: dict[str, tuple[float, Recipient]] = {}
         self._no_vacation: dict[int, float] = {}  # mailbox id -> monotonic expiry
+        # traffic "in" (accounting): lmtpd's write-behind, else one transaction per message
+        counting = accounting.counts(settings.traffic.counter, "delivery")
+        self.traffic = (traffic or accounting.TrafficNow(store)) if counting else None
+        self._counted: weakref.WeakKeyDictionary[Body, set[str]] = weakref.WeakKeyDictionary()
+        self._counted_lock = threading.Lock()
 
     # --- RCPT -------------------------------------------------------------------------
 
-    def _resolve(self, recipient: str) -> tuple[Verdict, store.Recipient | None]:
+    def _resolve(self, recipient: str) -> tuple[Verdict, Recipient | None]:
         if self.recipient_ttl > 0:
             hit = self._recipients.get(recipient)
             if hit is not None and hit[0] > time.monotonic():
@@ -148,24 +161,23 @@ class Deliverer:
             self._recipients[recipient] = (time.monotonic() + self.recipient_ttl, rcpt)
         return verdict, rcpt
 
-    def _lookup(self, recipient: str) -> tuple[Verdict, store.Recipient | None]:
+    def _lookup(self, recipient: str) -> tuple[Verdict, Recipient | None]:
         try:
             addr = address.parse_address(
                 recipient, delimiter=self.settings.mail.recipient_delimiter
             )
         except UsageError as exc:
-            return Verdict("5.1.1", f"<{recipient}> Bad recipient address: {exc}"), None
+            text = f"<{recipient}> Bad recipient address: {exc}"
+            return Verdict(recipient_rules.UNKNOWN.dsn, text), None
         bare = address.strip_extension(addr, self.settings.mail.recipient_delimiter)
-        with self.db.read() as tx:
-            rcpt = store.find_recipient(tx, str(bare))
-        if rcpt is None:
-            return Verdict("5.1.1", f"<{recipient}> User unknown"), None
-        if not rcpt.active:
-            return Verdict("5.2.1", f"<{recipient}> Mailbox disabled"), None
-        refused = recipient_rules.mailbox_verdict(rcpt.services)
-        if not refused.ok:  # the same rule policyd applied at RCPT
-            text = f"<{recipient}> Mailbox does not receive mail (its services exclude mail)"
-            return Verdict(refused.dsn, text), None
+        rcpt = self.store.recipient(str(bare))
+        verdict = recipient_rules.final_mailbox(
+            found=rcpt is not None,
+            active=rcpt is not None and rcpt.active,
+            services=rcpt.services if rcpt is not None else 0,
+        )
+        if not verdict.ok:
+            return recipient_rules.naming(verdict, recipient), None
         return OK, rcpt
 
     def remembered(self, recipient: str) -> bool:
@@ -179,7 +191,7 @@ class Deliverer:
             and not (hit[1].quota_bytes or hit[1].quota_messages)
         )
 
-    def remembered_mailboxes(self) -> dict[int, store.Recipient]:
+    def remembered_mailboxes(self) -> dict[int, Recipient]:
         """The active mailboxes remembered now, by id (lmtpd's worker processes re-read
         their ``maildirsize`` before writing ``quota_usage``)."""
         return {rcpt.id: rcpt for _, rcpt in list(self._recipients.values())}
@@ -204,12 +216,14 @@ class Deliverer:
     # --- DATA -------------------------------------------------------------------------
 
     def deliver(
-        self, sender: str, recipient: str, data: bytes, *, original_recipient: str = ""
+        self, sender: str, recipient: str, data: bytes | Body, *, original_recipient: str = ""
     ) -> Verdict:
-        """Deliver ``data`` (raw bytes, LF or CRLF) to ``recipient``; the outcome."""
+        """Deliver ``data`` (raw bytes, LF or CRLF; or lmtpd's spooled ``Body``, LF
+        already) to ``recipient``; the outcome. A ``Body`` is copied in chunks."""
         started = time.monotonic()
         try:
-            result = self._deliver(clean_sender(sender), recipient, to_lf(data))
+            body = data if isinstance(data, Body) else Body.of(to_lf(data))
+            result = self._deliver(clean_sender(sender), recipient, body)
         except MaildirError as exc:
             result = _Result(exc.verdict)
         except Exception:
@@ -242,45 +256,57 @@ class Deliverer:
         )
         return v
 
-    def _deliver(self, sender: str, recipient: str, data: bytes) -> _Result:
+    def _deliver(self, sender: str, recipient: str, data: Body) -> _Result:
         verdict, rcpt = self._resolve(recipient)
         if rcpt is None:
             return _Result(verdict)
-        headers = hdr.parse(data)
+        headers = hdr.parse(data.head)
         loop = loop_verdict(headers.get_all("delivered-to"), rcpt.address)
         if not loop.ok:
             return _Result(loop)
         treatment = self._treatment(rcpt, headers)
         if treatment == spamtreat.DISCARD:
+            self._count_in(data, rcpt)
             return _Result(Verdict("2.0.0", "Discarded as spam"), outcome="discarded")
-        message = self._prefix(sender, rcpt, treatment, headers) + data
+        message = Prefixed(self._prefix(sender, rcpt, treatment, headers), data)
         result = self._write(rcpt, message, treatment == spamtreat.FOLDER)
-        if result.verdict.ok and treatment == spamtreat.INBOX:
-            result.vacation = self._vacation(rcpt, sender, headers, recipient)
+        if result.verdict.ok:
+            self._count_in(data, rcpt)
+            if treatment == spamtreat.INBOX:
+                result.vacation = self._vacation(rcpt, sender, headers, recipient)
         return result
 
-    def _treatment(self, rcpt: store.Recipient, headers: hdr.Headers) -> str:
+    def _count_in(self, data: Body, rcpt: Recipient) -> None:
+        """Traffic in for the mailbox's domain, once per body and domain; never raises."""
+        if self.traffic is None:
+            return
+        try:
+            with self._counted_lock:
+                seen = self._counted.setdefault(data, set())
+                if rcpt.domain in seen:
+                    return
+                seen.add(rcpt.domain)
+            self.traffic.add(accounting.inbound(rcpt.domain, data.size, accounting.utc_day()))
+        except Exception:
+            log.exception("deliver rcpt=<%s>: delivered, but counting traffic failed", rcpt.address)
+
+    def _treatment(self, rcpt: Recipient, headers: hdr.Headers) -> str:
         verdict = spamtreat.read_verdict(
             headers.get("x-spam-flag"), headers.get("x-spam-score"), headers.get("x-spam-status")
         )
         if verdict.flag is None and verdict.score is None:
             return spamtreat.INBOX  # not scanned: no need to read the settings
-        from mailwarden.store import spam as spam_store
-
-        with self.db.read() as tx:
-            settings = spam_store.effective_for(tx, rcpt.address)
+        settings = self.store.spam_layers(rcpt.address).effective()
         return spamtreat.treatment(verdict, settings)
 
-    def _prefix(
-        self, sender: str, rcpt: store.Recipient, treatment: str, headers: hdr.Headers
-    ) -> bytes:
+    def _prefix(self, sender: str, rcpt: Recipient, treatment: str, headers: hdr.Headers) -> bytes:
         lines = [f"Return-Path: <{sender}>", f"Delivered-To: {rcpt.address}"]
         if treatment == spamtreat.TAG:
             score = headers.get("x-spam-score") or ""
             lines.append(f"X-Mailwarden-Spam: yes{' score=' + score if score else ''}")
         return ("\n".join(lines) + "\n").encode("utf-8")
 
-    def _open(self, rcpt: store.Recipient) -> Maildir:
+    def _open(self, rcpt: Recipient) -> Maildir:
         try:
             path = address.maildir_path(self.settings.mail.root, rcpt.maildir)
         except UsageError as exc:
@@ -289,8 +315,8 @@ class Deliverer:
             ) from exc
         return open_maildir(self.settings.mail.root, path, self.owner)
 
-    def _write(self, rcpt: store.Recipient, message: bytes, junk: bool) -> _Result:
-        size = len(message)
+    def _write(self, rcpt: Recipient, message: Prefixed, junk: bool) -> _Result:
+        size = message.size
         with self._open(rcpt) as box:
             try:
                 with box.lock(shared=True):
@@ -315,7 +341,7 @@ class Deliverer:
         )
 
     @staticmethod
-    def _count_in_maildirsize(rcpt: store.Recipient, box: Maildir, size: int) -> None:
+    def _count_in_maildirsize(rcpt: Recipient, box: Maildir, size: int) -> None:
         """Append to maildirsize; the message is already delivered, so never fail now.
 
         Answering 4xx here would make the MTA deliver the message a second time. A missed
@@ -331,10 +357,10 @@ class Deliverer:
                 exc.strerror or exc,
             )
 
-    def _after_delivery(self, rcpt: store.Recipient, box: Maildir, usage: Usage) -> None:
+    def _after_delivery(self, rcpt: Recipient, box: Maildir, usage: Usage) -> None:
         """Keep ``quota_usage`` current and warn at thresholds; never fails the delivery."""
         try:
-            due = self.usage.record(rcpt.id, usage, self.settings.mail.quota_warning_percent)
+            due = self.record_usage(rcpt.id, usage, self.settings.mail.quota_warning_percent)
             if due is not None:
                 warning = self._warning(rcpt, usage, due)
                 with box.lock(shared=True):
@@ -345,14 +371,14 @@ class Deliverer:
                 after = replace(
                     usage, bytes=usage.bytes + len(warning), messages=usage.messages + 1
                 )
-                self.usage.record(rcpt.id, after, self.settings.mail.quota_warning_percent)
+                self.record_usage(rcpt.id, after, self.settings.mail.quota_warning_percent)
                 log.info("quota warning rcpt=<%s> percent=%d", rcpt.address, due)
         except Exception:
             log.exception(
                 "deliver rcpt=<%s>: delivered, but updating quota usage failed", rcpt.address
             )
 
-    def _warning(self, rcpt: store.Recipient, usage: Usage, percent: int) -> bytes:
+    def _warning(self, rcpt: Recipient, usage: Usage, percent: int) -> bytes:
         sender = self.settings.mail.postmaster or f"postmaster@{rcpt.domain}"
         text = (
             f"Return-Path: <>\nDelivered-To: {rcpt.address}\nFrom: {sender}\n"
@@ -366,7 +392,7 @@ class Deliverer:
         return text.encode("utf-8")
 
     def _vacation(
-        self, rcpt: store.Recipient, sender: str, headers: hdr.Headers, envelope_rcpt: str
+        self, rcpt: Recipient, sender: str, headers: hdr.Headers, envelope_rcpt: str
     ) -> str | None:
         from mailwarden.delivery import vacation
 
@@ -374,7 +400,7 @@ class Deliverer:
             return None
         try:
             result = vacation.respond(
-                self.db, self.submitter, rcpt, sender, headers, envelope_rcpt=envelope_rcpt
+                self.store, self.submitter, rcpt, sender, headers, envelope_rcpt=envelope_rcpt
             )
             if result is None and self.recipient_ttl > 0:  # none in effect: remember that
                 if len(self._no_vacation) >= RECIPIENT_CACHE_MAX:

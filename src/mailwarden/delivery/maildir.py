@@ -13,7 +13,9 @@ What it does
     ``O_CREAT|O_EXCL|O_NOFOLLOW`` in ``tmp/``, one write loop, ``fsync``, ``link()`` into
     ``new/`` (never ``rename``: it would replace), unlink the tmp name, ``fsync`` of
     ``new/``. A failure at any step removes the tmp file; nothing partial is ever visible
-    in ``new/``, and a delivered file is never modified again.
+    in ``new/``, and a delivered file is never modified again. The message is bytes, or
+    a ``Source`` (``delivery.body``: a spooled message) copied in chunks, so a large
+    message is never whole in memory.
 
     ``Maildir.folder`` creates a Maildir++ folder (``.Junk``) with its ``maildirfolder``
     marker and subscribes it in Dovecot's ``subscriptions`` file.
@@ -38,12 +40,22 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Protocol
 
 from mailwarden.verdict import Verdict
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Source(Protocol):
+    """A message too large to hold as one ``bytes`` (``delivery.body``)."""
+
+    size: int
+    vsize: int
+
+    def chunks(self) -> Iterator[bytes]: ...
 
 
 class MaildirError(Exception):
@@ -186,15 +198,19 @@ class Maildir:
         finally:
             os.close(fd)
 
-    def deliver(self, data: bytes, names: Names, folder: str = "") -> str:
+    def deliver(self, data: bytes | Source, names: Names, folder: str = "") -> str:
         """Write ``data`` durably into ``new/`` of the Maildir or ``folder``; its file name."""
+        if isinstance(data, bytes | bytearray):
+            name = names.make(len(data), vsize(data))
+        else:
+            name = names.make(data.size, data.vsize)
         base = os.open(folder, _DIR_FLAGS, dir_fd=self.fd) if folder else os.dup(self.fd)
         try:
             tmp = os.open("tmp", _DIR_FLAGS, dir_fd=base)
             try:
                 new = os.open("new", _DIR_FLAGS, dir_fd=base)
                 try:
-                    return self._write(data, names.make(len(data), vsize(data)), tmp, new)
+                    return self._write(data, name, tmp, new)
                 finally:
                     os.close(new)
             finally:
@@ -202,7 +218,7 @@ class Maildir:
         finally:
             os.close(base)
 
-    def _write(self, data: bytes, name: str, tmp: int, new: int) -> str:
+    def _write(self, data: bytes | Source, name: str, tmp: int, new: int) -> str:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, FILE_MODE, dir_fd=tmp)
         linked = False
@@ -210,9 +226,15 @@ class Maildir:
             try:
                 if self.owner is not None:
                     os.fchown(fd, *self.owner)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = 0
+                for chunk in [data] if isinstance(data, bytes | bytearray) else data.chunks():
+                    view = memoryview(chunk)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                        written += n
+                if not isinstance(data, bytes | bytearray) and written != data.size:
+                    raise OSError(errno.EIO, f"message copy wrote {written} of {data.size} bytes")
                 os.fsync(fd)
             finally:
                 os.close(fd)

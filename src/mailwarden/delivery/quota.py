@@ -20,6 +20,9 @@ What it does
     The same file is read and written by Dovecot's ``quota = maildir`` backend (see
     contrib/dovecot/90-mailwarden-quota.conf), so ``doveadm quota get`` agrees with it.
 
+    ``recalc_maildir`` is ``mailwarden quota recalc``'s entry: the same recalculation
+    for a Maildir given by path, under the exclusive lock, whatever the file says.
+
 Locking: callers hold the Maildir's shared lock; this module upgrades to the exclusive
 lock for a recalculation and goes back to shared (``Maildir.relock``).
 Errors: ``OSError`` from the filesystem; the caller turns it into 4.3.x.
@@ -34,7 +37,7 @@ import time
 from dataclasses import dataclass
 
 from mailwarden.core.delivery import Usage
-from mailwarden.delivery.maildir import FILE_MODE, Maildir
+from mailwarden.delivery.maildir import FILE_MODE, Maildir, open_maildir
 
 FILENAME = "maildirsize"
 RECALC_SIZE = 5120
@@ -247,6 +250,19 @@ def recalculate(box: Maildir, max_bytes: int, max_messages: int) -> SizeFile:
         os.close(fd)
     os.rename(tmpname, FILENAME, src_dir_fd=box.fd, dst_dir_fd=box.fd)
     return SizeFile(max_bytes, max_messages, total, count, 1, len(content), time.time())
+
+
+def recalc_maildir(
+    root: str, path: str, max_bytes: int, max_messages: int, owner: tuple[int, int] | None
+) -> Usage | None:
+    """Recount the Maildir at ``path`` (below ``root``) and rewrite its ``maildirsize``
+    under the exclusive lock; None when there is no Maildir (nothing delivered yet).
+    ``MaildirError``/``OSError`` when it cannot be read or written."""
+    if not os.path.isdir(path):
+        return None
+    with open_maildir(root, path, owner) as box, box.lock(shared=False):
+        sf = recalculate(box, max_bytes, max_messages)
+    return _as_usage(sf, max_bytes, max_messages)
 
 
 def append(box: Maildir, size: int, count: int = 1) -> None:

@@ -4,11 +4,11 @@
 the store so the policy daemon can refuse a full mailbox without touching mail storage,
 plus ``warned_percent``, the quota-warning threshold last announced to the user.
 
-Two writers with one method, ``record(mailbox_id, usage, thresholds) -> due``: it stores
+Writers with one method, ``record(mailbox_id, usage, thresholds) -> due``: it stores
 the usage after a delivery and returns the warning threshold newly crossed (the caller
 then writes the warning message), or None.
 
-``SyncUsage`` (pipe mode, tests)
+The store itself (pipe mode, tests: ``DeliveryStore.record_usage``, ``store.facts``)
     One write transaction per delivery: read ``warned_percent``, decide, upsert the row.
 
 ``WriteBehindUsage`` (lmtpd)
@@ -65,25 +65,6 @@ FLUSH_INTERVAL = 0.5
 # The mailboxes lmtpd remembers (id -> where their Maildir is): FreshUsage reads their
 # maildirsize when it writes.
 Locate = Callable[[], dict[int, store.Recipient]]
-
-
-class SyncUsage:
-    """One transaction per delivery."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def record(self, mailbox_id: int, usage: Usage, thresholds: Iterable[int]) -> int | None:
-        with self.db.transaction() as tx:
-            warned = store.warned_percent(tx, mailbox_id)
-            due, mark = warning_due(usage.percent(), warned, thresholds)
-            store.record_usage(
-                tx, mailbox_id, usage.bytes, usage.messages, warned=mark, now=int(time.time())
-            )
-        return due
-
-    def close(self) -> None:
-        pass
 
 
 class WriteBehindUsage:

@@ -1,10 +1,11 @@
 """Vacation replies for one delivered message (RFC 3834, RFC 5230).
 
 What it does
-    ``respond`` gathers the facts (the mailbox's vacation from ``store.vacation``, its
-    addresses and aliases, the reply log) and asks ``core.vacation.suppression``; when
-    a reply is due it claims the (mailbox, sender) slot in ``vacation_log`` atomically,
-    builds the reply and submits it through the local MTA (``delivery.submit``).
+    ``respond`` gathers the facts from the ``DeliveryStore`` (the mailbox's vacation,
+    its addresses and aliases) and asks ``core.vacation`` (``in_effect``, then
+    ``suppression``); when a reply is due it claims the (mailbox, sender) slot in the
+    reply log atomically, builds the reply and submits it through the local MTA
+    (``delivery.submit``).
 
 The reply: to the envelope sender only, envelope sender ``<>``, ``From:`` the user,
 ``Subject:`` the one set with ``vacation set --subject`` (``Auto: <original>`` only when
@@ -25,10 +26,7 @@ import time
 from mailwarden.core import vacation as rules
 from mailwarden.delivery import headers as hdr
 from mailwarden.delivery.submit import Submitter
-from mailwarden.store import delivery as store
-from mailwarden.store import vacation as vacation_store
-from mailwarden.store.db import Database
-from mailwarden.store.delivery import Recipient
+from mailwarden.store.facts import DeliveryStore, Recipient
 
 log = logging.getLogger("mailwarden.lda")
 
@@ -44,12 +42,8 @@ def _incoming(sender: str, headers: hdr.Headers) -> rules.Incoming:
     return rules.Incoming(sender, values, headers.names(), hdr.addresses(listed))
 
 
-def _as_rule(v: vacation_store.Vacation) -> rules.Vacation:
-    return rules.Vacation(v.subject, v.body, v.starts_at, v.ends_at, v.interval_seconds, v.active)
-
-
 def respond(
-    db: Database,
+    store: DeliveryStore,
     submitter: Submitter,
     rcpt: Recipient,
     sender: str,
@@ -60,20 +54,16 @@ def respond(
 ) -> str | None:
     """Send the vacation reply if one is due (see the module doc); the metric result."""
     now = int(time.time()) if now is None else now
-    with db.read() as tx:
-        stored = vacation_store.get(tx, rcpt.id)
-        if stored is None or not stored.in_effect(now):
-            return None
-        mine = store.user_addresses(tx, rcpt)
+    vac = store.vacation(rcpt.id)
+    if vac is None or not rules.in_effect(vac, now):
+        return None
+    mine = store.user_addresses(rcpt)
     if envelope_rcpt:
         mine.add(envelope_rcpt.lower())  # RFC 5230 §4.5: the final envelope recipient
-    vac = _as_rule(stored)
     msg = _incoming(sender, headers)
     reason = rules.suppression(vac, msg, mine, now=now, last_sent=None)
-    if reason is None:
-        with db.transaction() as tx:
-            if not store.claim_vacation_reply(tx, rcpt.id, sender, now, vac.interval):
-                reason = "recent"
+    if reason is None and not store.claim_vacation_reply(rcpt.id, sender, now, vac.interval):
+        reason = "recent"
     if reason is not None:
         log.info("vacation rcpt=<%s> sender=<%s> suppressed=%s", rcpt.address, sender, reason)
         return "suppressed"

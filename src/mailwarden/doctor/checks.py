@@ -20,17 +20,16 @@ from dataclasses import dataclass, field
 from mailwarden import address, config
 from mailwarden.config import Settings
 from mailwarden.doctor import mail
+from mailwarden.doctor.failed import Failed
+from mailwarden.doctor.smarthost import check_smarthost
 from mailwarden.errors import MailwardenError
 from mailwarden.setup import classes
+from mailwarden.setup.postconf import queue_directory
 from mailwarden.setup.targets import postfix_address
 from mailwarden.store import domains, migrate
 from mailwarden.store.db import Database
 
 LOCAL_SIGNATURES = "mailwarden-local.ndb"
-
-
-class Failed(Exception):
-    """The check failed; the message names the cause."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def check_config(p: Probe) -> str:
     s = p.settings
     if os.path.isabs(s.source):
         config.load(s.source)  # ConfigError names file and key
-    from mailwarden.milter.__main__ import check_settings
+    from mailwarden.milter.options import check_settings
 
     check_settings(s.milter, s.source)
     return s.source
@@ -127,7 +126,11 @@ def _domain(p: Probe) -> str:
     db = _db(p.settings)
     try:
         with db.read() as tx:
-            local = [r["name"] for r in domains.list_all(tx) if r["kind"] == "local"]
+            local = [
+                r["name"]
+                for r in domains.list_all(tx)
+                if r["kind"] == "local" and not str(r["name"]).startswith("*.")  # wildcard
+            ]
     finally:
         db.close()
     if not local:
@@ -177,14 +180,19 @@ def _postconf(p: Probe, key: str) -> str:
 
 def check_postfix(p: Probe) -> str:
     s = p.settings
-    milter = postfix_address(s.milter.listen[0], milter=True)
+    try:
+        queue = queue_directory(p.opts.postfix_dir)
+    except MailwardenError as exc:
+        raise Failed(str(exc)) from None
+    milter = postfix_address(s.milter.listen[0], milter=True, queue_dir=queue)
     if milter not in _postconf(p, "smtpd_milters"):
         raise Failed(f"smtpd_milters does not name {milter}: run 'mailwarden setup --apply'")
     policy = postfix_address(s.policy.listen[0])
     if policy not in _postconf(p, "smtpd_recipient_restrictions"):
         raise Failed(f"smtpd_recipient_restrictions lacks check_policy_service {policy}")
     transport = _postconf(p, "virtual_transport")
-    if transport not in ("lmtp:" + postfix_address(s.lda.lmtp_listen[0]), "mailwarden"):
+    lmtp = "lmtp:" + postfix_address(s.lda.lmtp_listen[0], queue_dir=queue)
+    if transport not in (lmtp, "mailwarden"):
         raise Failed(f"virtual_transport is {transport!r}, not mailwarden's lmtpd")
     maps = _postconf(p, "virtual_mailbox_maps").split(",")[0].strip().removeprefix("proxy:")
     proc = subprocess.run(
@@ -197,6 +205,46 @@ def check_postfix(p: Probe) -> str:
     if proc.returncode != 0:
         raise Failed(f"postmap -q {p.user.address} {maps}: no answer {proc.stderr.strip()}")
     return f"milter {milter}, policy {policy}, {transport}, postmap -q answers"
+
+
+def others_can_connect(path: str) -> bool:
+    """Whether a local user who is neither owner nor in the group of the socket and of
+    every directory above it could connect to the unix socket ``path``."""
+    st = os.stat(path)
+    if not st.st_mode & 0o002:
+        return False
+    parent = os.path.dirname(os.path.abspath(path))
+    while True:
+        if not os.stat(parent).st_mode & 0o001:
+            return False
+        if parent == "/":
+            return True
+        parent = os.path.dirname(parent)
+
+
+def check_lmtp_socket(p: Probe) -> str:
+    """lmtpd delivers what it is handed: only the MTA may reach it (docs/delivery.md)."""
+    if not p.settings.lda.lmtp_listen:
+        return "lmtpd listens nowhere ([lda] lmtp_listen = [])"
+    spec = p.settings.lda.lmtp_listen[0]
+    if not spec.startswith(("unix:", "/")):
+        raise Failed(
+            f"lmtpd listens on {spec}: on TCP any local process can deliver "
+            "mail past policyd and the scanners; use its unix socket "
+            "(docs/operations.md, 'Upgrading from a TCP lmtpd')"
+        )
+    path = spec.removeprefix("unix:")
+    try:
+        if others_can_connect(path):
+            raise Failed(
+                f"any local user can connect to lmtpd's socket {path}: "
+                "make its directory <lmtpd user>:postfix 0750 (mailwarden setup)"
+            )
+    except FileNotFoundError:
+        raise Failed(f"lmtpd's socket {path} does not exist: is lmtpd running?") from None
+    except PermissionError as exc:
+        raise Failed(f"cannot check lmtpd's socket {path}: {exc.strerror}") from None
+    return f"{path}: only its owner and group can connect"
 
 
 def check_dovecot(p: Probe) -> str:
@@ -396,6 +444,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("hosted domains in no other Postfix address class", check_address_classes),
     ("test mailboxes created", create_accounts),
     ("Postfix wired to mailwarden", check_postfix),
+    ("lmtpd reachable by the MTA only", check_lmtp_socket),
     ("Dovecot authenticates the test mailbox", check_dovecot),
     ("mail sent over SMTP, read over IMAP", check_imap),
     ("mail read over POP3", check_pop3),
@@ -404,6 +453,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("unauthenticated relay refused", check_relay),
     ("SMTP AUTH: login relays, send-as enforced", check_auth),
     ("over-quota mailbox refused at RCPT", check_quota),
+    ("smarthost answers (STARTTLS, AUTH)", check_smarthost),
     ("metrics endpoint answers", check_metrics),
 )
 

@@ -5,9 +5,16 @@ events: ``Reply`` is written as it is, ``Rcpt`` and ``Message`` go to the ``Hand
 which asks the delivery core (``delivery.deliver.Deliverer``). All replies produced by one
 read leave in one write. ``lmtpd.server`` builds both and runs the server.
 
+One copy per mailbox: the recipients of one message that name the same final mailbox
+(the same address, or the same one with another ``+extension``) are delivered to once;
+each of them still gets its own reply (RFC 2033: one per accepted RCPT), the first
+one's outcome. The message body (``delivery.body.Body``, maybe a temp file) is closed
+once its deliveries are done, or when the connection is lost in the middle of DATA.
+
 Errors: an exception in the delivery core is that recipient's 451 4.3.0 (``Handler``);
-anything unexpected in the connection itself answers 421 4.3.0 and closes it, logged
-with its traceback. Nothing here answers 2xx or 5xx after an unexpected error.
+anything unexpected in the connection itself (a spool write error included) answers
+421 4.3.0 and closes it, logged with its traceback. Nothing here answers 2xx or 5xx
+after an unexpected error.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from mailwarden import address
+from mailwarden.delivery.body import Body
 from mailwarden.delivery.deliver import Deliverer
+from mailwarden.errors import UsageError
 from mailwarden.lmtpd.protocol import Message, Rcpt, Reply, Session
 from mailwarden.verdict import OK, Verdict, tempfail
 
@@ -53,22 +63,51 @@ class Handler:
             log.info("rcpt=<%s> refused dsn=%s %s", address, verdict.dsn, verdict.text)
         return verdict
 
+    def mailbox_key(self, rcpt: str) -> str:
+        """The final mailbox ``rcpt`` names (its ``+extension`` dropped), as the delivery
+        core looks it up; an address that does not parse is its own key."""
+        delimiter = self.deliverer.settings.mail.recipient_delimiter
+        try:
+            parsed = address.parse_address(rcpt, delimiter=delimiter)
+        except UsageError:
+            return rcpt
+        return str(address.strip_extension(parsed, delimiter))
+
     async def message(self, msg: Message) -> list[Verdict]:
-        if msg.too_big:
-            return [Verdict("5.3.4", "Message too big for system")] * len(msg.recipients)
+        try:
+            if msg.too_big:
+                return [Verdict("5.3.4", "Message too big for system")] * len(msg.recipients)
+            return await self._deliver_all(msg)
+        finally:
+            msg.body.close()
+
+    async def _deliver_all(self, msg: Message) -> list[Verdict]:
         self.inflight += 1
         self.idle.clear()
         try:
             if len(msg.recipients) == 1:
-                return [await self._deliver_one(msg.sender, msg.recipients[0], msg.data)]
-            jobs = (self._deliver_one(msg.sender, r, msg.data) for r in msg.recipients)
-            return list(await asyncio.gather(*jobs))
+                return [await self._deliver_one(msg.sender, msg.recipients[0], msg.body)]
+            keys = [self.mailbox_key(r) for r in msg.recipients]
+            first: dict[str, int] = {}
+            for i, key in enumerate(keys):
+                first.setdefault(key, i)
+            if len(first) < len(keys):
+                log.info(
+                    "deliver: %d recipients, %d distinct mailboxes: one copy each",
+                    len(keys),
+                    len(first),
+                )
+            jobs = (
+                self._deliver_one(msg.sender, msg.recipients[i], msg.body) for i in first.values()
+            )
+            done = dict(zip(first.values(), await asyncio.gather(*jobs), strict=True))
+            return [done[first[key]] for key in keys]
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self.idle.set()
 
-    async def _deliver_one(self, sender: str, rcpt: str, body: bytes) -> Verdict:
+    async def _deliver_one(self, sender: str, rcpt: str, body: Body) -> Verdict:
         """One recipient's outcome; an exception is this recipient's 4.3.0 alone."""
         loop = asyncio.get_running_loop()
         try:
@@ -118,6 +157,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self.transport = None
+        self.session.close()  # a message cut off in DATA (a complete one: Handler.message)
         if self.timer is not None:
             self.timer.cancel()
 

@@ -22,18 +22,26 @@ Rules (what lmtpd answered before, with aiosmtpd, unless noted):
     RCPT      ``TO:<addr>`` after MAIL (503); the recipient's verdict is the reply; at
               most ``MAX_RECIPIENTS`` accepted (452 4.5.3).
     DATA      after an accepted RCPT (503); 354, then the message up to CRLF.CRLF with
-              leading dots removed (RFC 5321 §4.5.2). A message over ``max_size`` is read
-              to its end but not kept, and every recipient gets 552 5.3.4 (one reply per
-              recipient: a single reply would desynchronise the client).
+              leading dots removed (RFC 5321 §4.5.2) and CRLF turned into LF (what
+              Postfix and Dovecot store), written as it arrives into a ``delivery.body.Body``:
+              in memory up to ``spool_threshold`` bytes, then in an unnamed temp file,
+              so a large message never sits whole in memory. A spool write error (disk
+              full) raises: the adapter answers 421 4.3.0. A message over ``max_size`` is
+              read to its end but not kept, and every recipient gets 552 5.3.4 (one reply
+              per recipient: a single reply would desynchronise the client).
     RSET/NOOP 250; QUIT 221 and close; VRFY/EXPN 502 (mailbox existence is not told).
     lines     a command line over ``max_line`` bytes answers 500 5.5.2 and is skipped;
               a line that is not UTF-8 answers 500 5.5.2; lines end in CRLF or LF.
+    replies   what the client sent (an address, a verb) is echoed as printable ASCII only:
+              any other byte is written ``\\xNN`` (a NUL or TAB in an address must not
+              reach the client's logs raw).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailwarden.delivery.body import DEFAULT_THRESHOLD, Body
 from mailwarden.verdict import Verdict
 
 MAX_LINE = 1 << 16  # Postfix folds at 998 octets; longer lines from other clients too
@@ -56,21 +64,40 @@ class Rcpt:
 class Message:
     sender: str
     recipients: tuple[str, ...]
-    data: bytes  # unstuffed, CRLF line ends, ending with CRLF (or empty)
+    body: Body  # unstuffed, LF line ends, ending with LF (or empty); close() when done
     too_big: bool = False
+
+    @property
+    def data(self) -> bytes:
+        """The whole message in memory (tests)."""
+        return self.body.getvalue()
 
 
 Event = Reply | Rcpt | Message
 
 
+def printable(text: str) -> str:
+    """``text`` as printable ASCII: every other byte of its UTF-8 form as ``\\xNN``."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in text.encode("utf-8", "surrogatepass")
+    )
+
+
 def encode(verdict: Verdict, recipient: str) -> str:
-    """One LMTP reply line for a recipient: ``250 2.0.0 <rcpt> Delivered``."""
-    text = verdict.text if f"<{recipient}>" in verdict.text else f"<{recipient}> {verdict.text}"
-    return f"{verdict.smtp_code} {verdict.dsn} {text}"
+    """One LMTP reply line for a recipient: ``250 2.0.0 <rcpt> Delivered`` (printable)."""
+    shown = f"<{printable(recipient)}>"
+    as_verdict_wrote_it = "".join(c if " " <= c <= "~" else "?" for c in f"<{recipient}>")
+    if as_verdict_wrote_it in verdict.text:
+        text = verdict.text.replace(as_verdict_wrote_it, shown, 1)
+    else:
+        text = f"{shown} {verdict.text}"
+    return printable(f"{verdict.smtp_code} {verdict.dsn} {text}")
 
 
 def _line(text: str) -> Reply:
-    return Reply(text.encode() + b"\r\n")
+    return Reply(printable(text).encode() + b"\r\n")
 
 
 def parse_path(arg: str) -> tuple[str, str] | None:
@@ -106,10 +133,20 @@ def parse_path(arg: str) -> tuple[str, str] | None:
 class Session:
     """The state of one LMTP connection (see the module doc)."""
 
-    def __init__(self, hostname: str, max_size: int, max_line: int = MAX_LINE) -> None:
+    def __init__(
+        self,
+        hostname: str,
+        max_size: int,
+        max_line: int = MAX_LINE,
+        *,
+        spool_threshold: int = DEFAULT_THRESHOLD,
+        spool_dir: str | None = None,
+    ) -> None:
         self.hostname = hostname
         self.max_size = max_size
         self.max_line = max_line
+        self.spool_threshold = spool_threshold
+        self.spool_dir = spool_dir
         self._buf = bytearray()
         self._lhlo = False
         self._sender: str | None = None
@@ -117,8 +154,9 @@ class Session:
         self._asked: Rcpt | Message | None = None  # the event awaiting its answer
         self._in_data = False
         self._skipping = False  # discarding the rest of an over-long command line
-        self._body = bytearray()
-        self._body_size = 0
+        self._body: Body | None = None
+        self._body_size = 0  # bytes of DATA read from the wire
+        self._bol = True  # the next DATA byte starts a line
         self._closed = False
 
     def greeting(self) -> bytes:
@@ -135,6 +173,12 @@ class Session:
 
     def receive(self, data: bytes) -> None:
         self._buf += data
+
+    def close(self) -> None:
+        """Release a message being received (its spool file); the connection is gone."""
+        if self._body is not None:
+            self._body.close()
+            self._body = None
 
     def next_event(self) -> Event | None:
         if self._asked is not None or self._closed:
@@ -173,7 +217,7 @@ class Session:
         if not verdict.ok:
             return encode(verdict, asked.address).encode() + b"\r\n"
         self._rcpts.append(asked.address)
-        return f"250 2.1.5 <{asked.address}> Ok\r\n".encode()
+        return f"250 2.1.5 <{printable(asked.address)}> Ok\r\n".encode()
 
     def answer_message(self, verdicts: list[Verdict]) -> bytes:
         asked = self._asked
@@ -284,20 +328,26 @@ class Session:
         if arg:
             return _line("501 5.5.4 Syntax: DATA")
         self._in_data = True
-        self._body = bytearray()
+        self.close()
+        self._body = Body(self.spool_threshold, self.spool_dir)
         self._body_size = 0
+        self._bol = True
         return Reply(_GO_AHEAD)
 
     # --- DATA ------------------------------------------------------------------------
 
     def _data(self) -> Message | None:
         buf = self._buf
-        if not self._body_size and buf.startswith(b".\r\n"):
-            end = 0  # an empty message
+        if self._bol and buf.startswith(b".\r\n"):
+            end = 0  # the terminator right after a line end (or an empty message)
         else:
             found = buf.find(b"\r\n.\r\n")
             if found < 0:
-                self._take(len(buf) - 4)  # keep what may begin the terminator
+                cut = buf.rfind(b"\r\n")
+                if cut >= 0:
+                    self._take(cut + 2)  # whole lines; what follows may begin the terminator
+                elif len(buf) > self.max_line:
+                    self._take(len(buf) - 1)  # a very long line: keep a possible CR
                 return None
             end = found + 2  # the message keeps the CRLF of its last line
         self._take(end)
@@ -305,27 +355,27 @@ class Session:
         return self._finish()
 
     def _take(self, n: int) -> None:
-        """Move the first ``n`` buffered bytes (whole lines or not) into the message."""
+        """Move the first ``n`` buffered bytes into the message: whole lines, or part of
+        one line with no CRLF in it, so no CRLF and no line start is ever cut."""
         if n <= 0:
             return
-        self._body_size += n
-        if self._body_size <= self.max_size:
-            self._body += self._buf[:n]
-        else:
-            self._body = bytearray()  # over the limit: read on, keep nothing
+        chunk = bytes(self._buf[:n])
         del self._buf[:n]
+        self._body_size += n
+        if self._body_size > self.max_size:
+            self.close()  # over the limit: read on, keep nothing
+        elif self._body is not None:
+            # One leading dot per line goes (RFC 5321 §4.5.2); then CRLF -> LF.
+            if self._bol and chunk[:1] == b".":
+                chunk = chunk[1:]
+            self._body.write(chunk.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n"))
+        self._bol = chunk.endswith(b"\r\n")
 
     def _finish(self) -> Message:
         self._in_data = False
-        body = bytes(self._body)
-        self._body = bytearray()
         too_big = self._body_size > self.max_size
-        if not too_big:
-            # Remove one leading dot per line (RFC 5321 §4.5.2). Lines start after CRLF
-            # only; the chunks were cut anywhere, so unstuff the whole message at once.
-            body = body.replace(b"\r\n.", b"\r\n")
-            if body.startswith(b"."):
-                body = body[1:]
+        body = self._body if self._body is not None and not too_big else Body.of(b"")
+        self._body = None
         msg = Message(self._sender or "", tuple(self._rcpts), body, too_big)
         self._reset()
         self._asked = msg

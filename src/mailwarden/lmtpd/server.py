@@ -18,27 +18,33 @@ command loop became most of lmtpd's CPU per message (measured in docs/benchmarks
               connection when the session state is in doubt), never 5xx.
     idle      a connection silent for ``IDLE_TIMEOUT`` seconds gets 421 4.4.2 and is closed.
 
-Listening: unix sockets (mode ``--socket-mode``, default 0666 so Postfix's ``lmtp``
-client — user postfix — can connect; protect the directory instead) and/or TCP on
-127.0.0.1. A stale socket file is replaced; a live one stops start-up.
+Listening (``daemon.listen``: ``unix:/path``, ``HOST:PORT``, ``[v6]:PORT``): unix sockets
+(mode ``--socket-mode``, default 0666 so Postfix's ``lmtp`` client — user postfix — can
+connect; protect the directory instead) and/or TCP on 127.0.0.1. A stale socket file is
+replaced; a live one stops start-up (``ListenError``, one line, exit 1). Readiness:
+``daemon.readiness.ready`` (log line and sd_notify READY=1). No SIGHUP reload: the
+settings lmtpd uses per delivery live in the deliverer's caches and its worker threads;
+a restart is cheap (Postfix retries) and certain.
 Store and disk calls run in a pool of ``WORKERS`` threads (fsync releases the GIL).
 SIGTERM/SIGINT: stop accepting, let deliveries in progress finish (up to
 ``DRAIN_SECONDS``), write the pending ``quota_usage`` rows, remove the socket files,
 exit 0.
 
 ``--workers N`` (N > 1): a parent process binds the sockets and hands connections to N
-worker processes, each one of the above without listeners (``lda.lmtp_workers``; one
-process is one CPU because of the GIL).
+worker processes, each one of the above without listeners (``lmtpd.workers`` on the
+skeleton's ``daemon.supervisor``; one process is one CPU because of the GIL).
 
 Throughput: ``quota_usage`` is written behind (``delivery.usage.FreshUsage``: coalesced
 per mailbox, one transaction at most every 0.5 s; across workers
-``lmtp_workers.SharedUsage``) and active mailboxes are remembered for
+``lmtpd.workers.SharedUsage``) and active mailboxes are remembered for
 ``RECIPIENT_TTL`` seconds (``Deliverer``), so a delivery costs the Maildir write
 (file fsync + ``new/`` fsync) and no store write; see docs/benchmarks.md.
 
 Metrics (``--metrics``, default ``[metrics] listen``): ``metrics.LdaMetrics``, with the
-pipe-mode counter file folded in before every scrape (see ``delivery.counters``); workers
-count through that file too.
+pipe-mode counter file folded in before every scrape and every ``FOLD_SECONDS`` (see
+``delivery.counters``; under ``serve`` nobody scrapes lmtpd itself); with
+``--workers`` every process counts into one ``daemon.metrics.MultiProcess`` directory and
+the parent serves the sum.
 """
 
 from __future__ import annotations
@@ -49,14 +55,21 @@ import logging
 import os
 import signal
 import socket
-import stat
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from mailwarden.accounting import TrafficRecorder
 from mailwarden.config import Settings
+from mailwarden.daemon import listen as listening
+from mailwarden.daemon import logging as daemon_logging
+from mailwarden.daemon import readiness
+from mailwarden.daemon.listen import Address
+from mailwarden.daemon.logging import lifecycle
+from mailwarden.daemon.metrics import MultiProcess, serve_http
+from mailwarden.daemon.supervisor import accept_signals
 from mailwarden.delivery import counters
 from mailwarden.delivery.deliver import Deliverer, Recorder
 from mailwarden.delivery.usage import FreshUsage
@@ -64,6 +77,7 @@ from mailwarden.lmtpd import workers as lmtp_workers
 from mailwarden.lmtpd.connection import Connection, Handler
 from mailwarden.metrics import LdaMetrics
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
 
 log = logging.getLogger("mailwarden.lmtpd")
 
@@ -72,6 +86,7 @@ RECIPIENT_TTL = 2.0
 DRAIN_SECONDS = 30.0
 IDLE_TIMEOUT = 300.0  # seconds without a byte from the client (aiosmtpd's default too)
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
+FOLD_SECONDS = 5.0  # the pipe LDA's counter file, folded at least this often
 OUTCOMES = ("delivered", "junk", "discarded", "unknown", "quota", "loop", "tempfail", "rejected")
 
 
@@ -130,34 +145,6 @@ class _CounterFolder:
         return []
 
 
-def parse_listen(spec: str) -> tuple[str, str, int]:
-    """``unix:/p`` or ``/p`` -> ("unix", path, 0); ``HOST:PORT``/``inet:HOST:PORT`` -> inet."""
-    if spec.startswith("unix:") or spec.startswith("/"):
-        return "unix", spec.removeprefix("unix:"), 0
-    host, _, port = spec.removeprefix("inet:").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"invalid listen address {spec!r}: use unix:/path or HOST:PORT")
-    return "inet", host.strip("[]"), int(port)
-
-
-def clear_stale(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise RuntimeError(f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # stale: nobody listens
-        return
-    finally:
-        probe.close()
-    raise RuntimeError(f"another server is listening on {path}")
-
-
 class _NoMetrics:
     """A worker's recorder when no /metrics is served (nothing would read the file)."""
 
@@ -166,29 +153,19 @@ class _NoMetrics:
 
 
 async def _listen(
-    factory: Callable[[], Connection], spec: str, mode: int
+    factory: Callable[[], Connection], address: Address, mode: int
 ) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    kind, where, port = parse_listen(spec)
-    if kind == "unix":
-        clear_stale(where)
-        os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-        server = await loop.create_unix_server(factory, where)
-        os.chmod(where, mode)
-        return server
-    return await loop.create_server(factory, where, port, reuse_address=True)
+    sock = listening.bind(address, mode=mode, backlog=128)
+    if address.kind == "unix":
+        return await loop.create_unix_server(factory, sock=sock)
+    return await loop.create_server(factory, sock=sock)
 
 
-def _metrics(
-    settings: Settings, listen: str, recorder: PromRecorder, registry: CollectorRegistry
-) -> None:
-    if not listen:
-        return
-    from prometheus_client import start_http_server
-
-    host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    log.info("metrics on http://%s/metrics", listen)
+def _metrics(listen: str, registry: CollectorRegistry) -> None:
+    if listen:
+        serve_http(listen, registry)
+        log.info("metrics on http://%s/metrics", listen)
 
 
 def _prepare_metrics_dir(settings: Settings) -> None:
@@ -203,7 +180,7 @@ def _prepare_metrics_dir(settings: Settings) -> None:
 
 async def serve(
     settings: Settings,
-    listen: list[str],
+    listen: list[Address],
     *,
     metrics_listen: str = "",
     socket_mode: int = 0o666,
@@ -213,7 +190,7 @@ async def serve(
 ) -> None:
     """Run lmtpd until SIGTERM/SIGINT (or until the task is cancelled).
 
-    ``channel``: run as one of ``--workers`` (``lda.lmtp_workers``): no listeners and
+    ``channel``: run as one of ``--workers`` (``lmtpd.workers``): no listeners and
     no metrics server; serve the connections handed over ``channel``.
     """
     loop = asyncio.get_running_loop()
@@ -228,8 +205,8 @@ async def serve(
             settings.mail.root,
             lambda: deliverer.remembered_mailboxes(),  # noqa: PLW0108 - built below
         )
-    elif metrics_listen:  # the parent serves the metrics; workers count as the pipe LDA
-        recorder = counters.FileRecorder(settings.lda.metrics_dir)
+    elif metrics_listen:  # the parent serves the metrics: MultiProcess.in_worker was called
+        recorder = PromRecorder(LdaMetrics.create(CollectorRegistry()))
     else:
         recorder = _NoMetrics()
     if channel is not None:
@@ -241,13 +218,15 @@ async def serve(
             lambda: deliverer.remembered_mailboxes(),  # noqa: PLW0108 - built below
         )
     usage.start()
+    store = SqlStore(db)
     deliverer = Deliverer(
         settings,
-        db,
+        store,
         recorder,
         chown=os.geteuid() == 0,
         usage=usage,
         recipient_ttl=RECIPIENT_TTL,
+        traffic=TrafficRecorder(store),  # used with [traffic] counter = "daemons"
     )
     handler = Handler(deliverer, max_size)
     hostname = socket.gethostname()
@@ -259,18 +238,23 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    readiness.no_reload("lmtpd")  # see the module doc
+    accept_signals()
     servers = [await _listen(factory, spec, socket_mode) for spec in listen]
     if channel is None:
-        _metrics(settings, metrics_listen, prom, registry)
-        log.info("lmtpd listening on %s", ", ".join(listen))
+        _metrics(metrics_listen, registry)
+        readiness.ready("lmtpd", listen)
         waiting: Coroutine[Any, Any, Any] = stop.wait()
     else:
         waiting = lmtp_workers.receive_connections(channel, _adopter(factory), stop)
     if ready is not None:
         ready()
+    folding = loop.create_task(_fold_every(registry)) if channel is None else None
     try:
         await waiting
     finally:
+        if folding is not None:
+            folding.cancel()
         await _shutdown(servers, listen, handler, connections)
         await asyncio.to_thread(usage.close)
         db.close()
@@ -289,13 +273,31 @@ def _adopter(factory: Callable[[], Connection]) -> Callable[[socket.socket], Non
     return adopt
 
 
-def _metrics_registry(settings: Settings) -> tuple[PromRecorder, CollectorRegistry]:
+async def _fold_every(registry: CollectorRegistry, seconds: float = FOLD_SECONDS) -> None:
+    """Fold the pipe LDA's counter file now and then, not only when lmtpd's own
+    ``/metrics`` is scraped: under ``serve`` nobody scrapes it (serve reads the
+    multi-process directory, ``daemon.metrics``)."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(lambda: list(registry.collect()))
+
+
+def _metrics_registry(
+    settings: Settings, shared: MultiProcess | None = None
+) -> tuple[PromRecorder, CollectorRegistry]:
+    """The registry to serve and the recorder counting into it. ``shared``: the parent
+    of ``--workers``; the registry adds up every process's samples from the directory,
+    where this process's own counts (the folded pipe LDA lines) land too."""
     registry = CollectorRegistry()
     # The folder must be registered before the metrics: the registry collects in
     # registration order, and the fold has to land before the counters are read.
     folder = _CounterFolder(settings.lda.metrics_dir)
     registry.register(folder)
-    recorder = PromRecorder(LdaMetrics.create(registry))
+    if shared is None:
+        recorder = PromRecorder(LdaMetrics.create(registry))
+    else:
+        shared.collect_into(registry)
+        recorder = PromRecorder(LdaMetrics.create(CollectorRegistry()))
     folder.recorder = recorder
     _prepare_metrics_dir(settings)
     folder.collect()  # deliveries made while lmtpd was down
@@ -304,7 +306,7 @@ def _metrics_registry(settings: Settings) -> tuple[PromRecorder, CollectorRegist
 
 async def _shutdown(
     servers: list[asyncio.AbstractServer],
-    listen: list[str],
+    listen: list[Address],
     handler: Handler,
     connections: set[Connection],
 ) -> None:
@@ -316,24 +318,28 @@ async def _shutdown(
         await asyncio.wait_for(handler.idle.wait(), DRAIN_SECONDS)
     for conn in list(connections):  # idle, or mid-message: the client retries
         conn.abort()
-    for spec in listen:
-        kind, where, _ = parse_listen(spec)
-        if kind == "unix":
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(where)
-    log.info("lmtpd stopped")
+    listening.remove(listen)
+    lifecycle.info("lmtpd stopped")
 
 
 async def _parent(
     settings: Settings,
     metrics_listen: str,
-    supervisor: lmtp_workers.Supervisor,
-    listeners: list[socket.socket],
+    dispatcher: lmtp_workers.Dispatcher,
+    listen: list[Address],
+    shared: MultiProcess | None,
 ) -> None:
-    recorder, registry = _metrics_registry(settings)
-    _metrics(settings, metrics_listen, recorder, registry)
-    log.info("lmtpd listening with %d workers", supervisor.count)
-    await lmtp_workers.supervise(supervisor, listeners)
+    folding: asyncio.Task[None] | None = None
+    if shared is not None:
+        _, registry = _metrics_registry(settings, shared)
+        _metrics(metrics_listen, registry)
+        folding = asyncio.get_running_loop().create_task(_fold_every(registry))
+    readiness.ready("lmtpd", listen, f"{dispatcher.count} workers")
+    try:
+        await lmtp_workers.supervise(dispatcher)
+    finally:
+        if folding is not None:
+            folding.cancel()
 
 
 def main(
@@ -345,32 +351,60 @@ def main(
     *,
     workers: int = 1,
 ) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s mailwarden-lmtpd[%(process)d]: %(message)s"
+    """``mailwarden lmtpd``: check, bind, serve (alone or from ``workers`` processes)."""
+    daemon_logging.setup("lmtpd", "info")
+    addresses = listening.parse_all(listen)  # ListenError (ConfigError) before binding
+    if workers == 1:
+        asyncio.run(
+            serve(
+                settings,
+                addresses,
+                metrics_listen=metrics_listen,
+                socket_mode=socket_mode,
+                max_size=max_size,
+            )
+        )
+        return 0
+    return _main_workers(
+        settings,
+        addresses,
+        metrics_listen=metrics_listen,
+        socket_mode=socket_mode,
+        max_size=max_size,
+        workers=workers,
     )
-    if workers > 1:
-        _prepare_metrics_dir(settings)  # the workers' lock file lives there
+
+
+def _main_workers(
+    settings: Settings,
+    addresses: list[Address],
+    *,
+    metrics_listen: str,
+    socket_mode: int,
+    max_size: int,
+    workers: int,
+) -> int:
+    _prepare_metrics_dir(settings)  # the workers' lock file lives there
+    listeners = [listening.bind(a, mode=socket_mode, backlog=128) for a in addresses]
+    shared = MultiProcess("lmtpd") if metrics_listen else None
+
+    def worker_main(channel: socket.socket) -> None:
+        if shared is not None:
+            shared.in_worker()
+        asyncio.run(
+            serve(settings, [], metrics_listen=metrics_listen, max_size=max_size, channel=channel)
+        )
+
+    def parent_main(dispatcher: lmtp_workers.Dispatcher) -> None:
+        if shared is not None:
+            shared.in_worker()  # the parent's own counts (the pipe LDA's lines) go there too
+        asyncio.run(_parent(settings, metrics_listen, dispatcher, addresses, shared))
+
+    try:
         return lmtp_workers.run(
-            settings,
-            listen,
-            socket_mode,
-            workers,
-            worker_main=lambda channel: asyncio.run(
-                serve(
-                    settings, [], metrics_listen=metrics_listen, max_size=max_size, channel=channel
-                )
-            ),
-            parent_main=lambda sup, socks: asyncio.run(
-                _parent(settings, metrics_listen, sup, socks)
-            ),
+            listeners, workers, worker_main=worker_main, parent_main=parent_main
         )
-    asyncio.run(
-        serve(
-            settings,
-            listen,
-            metrics_listen=metrics_listen,
-            socket_mode=socket_mode,
-            max_size=max_size,
-        )
-    )
-    return 0
+    finally:
+        listening.remove(addresses)
+        if shared is not None:
+            shared.close()

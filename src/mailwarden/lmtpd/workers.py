@@ -10,12 +10,19 @@ processes calling ``accept`` on the shared socket: a process that wakes first wo
 take a whole burst of connections (asyncio accepts up to 100 per wake-up), and a
 connection stays with its process for every message the client sends on it.
 
-Parent: serves ``/metrics`` (the workers count through the counter file, like the pipe
-LDA, folded into the metrics before every scrape: ``delivery.counters``); a worker that dies
-is started again after one second. SIGTERM/SIGINT: stop accepting, SIGTERM every worker
-(each finishes its deliveries in progress, up to ``lmtp.DRAIN_SECONDS``, and writes its
-pending ``quota_usage``), remove the unix socket files once, exit 0. A worker whose
-parent is gone (its socket pair closes) stops the same way.
+The processes are kept by the skeleton's ``daemon.supervisor.Supervisor`` (restart with
+back-off, ``PR_SET_PDEATHSIG``, drain); this module adds what is lmtpd's own: the socket
+pair per worker and the hand-over (``Dispatcher``), the worker's receiving end
+(``receive_connections``) and ``SharedUsage``.
+
+Parent: serves ``/metrics`` (every process counts into the skeleton's multi-process
+directory, ``daemon.metrics.MultiProcess``; the pipe LDA's counter file is folded in
+before every scrape, ``delivery.counters``); a worker that
+dies is started again (1 s, doubling while it keeps dying). SIGTERM/SIGINT: stop
+accepting, SIGTERM every worker (each finishes its deliveries in progress, up to
+``server.DRAIN_SECONDS``, and writes its pending ``quota_usage``), remove the unix socket
+files once, exit 0. A worker whose parent is gone (its socket pair closes, or the
+kernel's SIGTERM) stops the same way.
 
 ``quota_usage`` across processes (``SharedUsage``): the write-behind of one process
 (``delivery.usage.WriteBehindUsage``) assumes it is the only writer. With several workers,
@@ -37,20 +44,18 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from mailwarden.config import Settings
 from mailwarden.core.delivery import Usage, warning_due
+from mailwarden.daemon import supervisor
 from mailwarden.delivery.usage import FLUSH_INTERVAL, FreshUsage, Locate
 from mailwarden.store import delivery as store
 from mailwarden.store.db import Database
 
 log = logging.getLogger("mailwarden.lmtpd")
 
-RESPAWN_SECONDS = 1.0
 LOCK_NAME = "lmtpd-usage.lock"
-
-StartWorker = Callable[[socket.socket, socket.socket], int]  # (worker's end, parent's) -> pid
+STOP_SECONDS = 60.0  # the drain limit of the whole pool (each worker has its own)
 
 
 class SharedUsage(FreshUsage):
@@ -112,53 +117,55 @@ class SharedUsage(FreshUsage):
 # --- the parent ----------------------------------------------------------------------
 
 
-class Worker:
-    """One worker process and the parent's end of its socket pair."""
+class Dispatcher(supervisor.Supervisor):
+    """The parent: keeps N workers (the skeleton), accepts, hands connections out round
+    robin over each worker's socket pair."""
 
-    def __init__(self, pid: int, channel: socket.socket) -> None:
-        self.pid = pid
-        self.channel = channel
-
-
-def _bind(spec: str, mode: int) -> socket.socket:
-    from mailwarden.lmtpd.server import clear_stale, parse_listen
-
-    kind, where, port = parse_listen(spec)
-    if kind == "unix":
-        clear_stale(where)
-        os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(where)
-        os.chmod(where, mode)
-    else:
-        family = socket.AF_INET6 if ":" in where else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((where, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-class Supervisor:
-    """The parent: accepts, hands connections out round robin, keeps N workers."""
-
-    def __init__(self, workers: int, start_worker: StartWorker) -> None:
-        self.count = workers
-        self.start_worker = start_worker
-        self.workers: list[Worker] = []
+    def __init__(
+        self,
+        count: int,
+        worker_main: Callable[[socket.socket], None],
+        listeners: Sequence[socket.socket],
+    ) -> None:
+        super().__init__(count, self._work, name="lmtpd", stop_timeout=STOP_SECONDS)
+        self.worker_main = worker_main
+        self.listeners = list(listeners)
+        self.channels: dict[int, socket.socket] = {}  # slot -> the parent's end
+        self._child_end: socket.socket | None = None
         self.next = 0
-        self.stopping = False
 
-    def spawn(self) -> Worker:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = self.start_worker(child_end, parent_end)
-        child_end.close()
-        parent_end.setblocking(False)  # a stuck worker must not stop the parent
-        worker = Worker(pid, parent_end)
-        self.workers.append(worker)
-        log.info("lmtpd: worker %d started", pid)
-        return worker
+    def before_fork(self, index: int) -> None:
+        parent_end, self._child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old = self.channels.pop(index, None)
+        if old is not None:
+            old.close()
+        self.channels[index] = parent_end
+
+    def after_fork(self, index: int, pid: int) -> None:
+        if self._child_end is not None:
+            self._child_end.close()
+            self._child_end = None
+        self.channels[index].setblocking(False)  # a stuck worker must not stop the parent
+
+    def in_worker(self, index: int) -> None:
+        for sock in self.listeners:
+            sock.close()
+        for channel in self.channels.values():
+            channel.close()  # its own parent end too: else it would not see the parent go
+        self.channels = {}
+
+    def _work(self, index: int) -> int:
+        assert self._child_end is not None
+        self.worker_main(self._child_end)
+        return 0
+
+    def reap(self) -> list[supervisor.Worker]:
+        gone = super().reap()
+        for worker in gone:
+            channel = self.channels.pop(worker.index, None)
+            if channel is not None:
+                channel.close()
+        return gone
 
     def accept(self, listener: socket.socket) -> None:
         while True:
@@ -173,41 +180,16 @@ class Supervisor:
                 self._hand_over(conn)
 
     def _hand_over(self, conn: socket.socket) -> None:
-        for _ in range(len(self.workers)):
-            worker = self.workers[self.next % len(self.workers)]
+        channels = list(self.channels.values())
+        for _ in range(len(channels)):
+            channel = channels[self.next % len(channels)]
             self.next += 1
             try:
-                socket.send_fds(worker.channel, [b"c"], [conn.fileno()])
+                socket.send_fds(channel, [b"c"], [conn.fileno()])
                 return
             except OSError as exc:
-                log.warning("lmtpd: worker %d cannot take a connection: %s", worker.pid, exc)
+                log.warning("lmtpd: a worker cannot take a connection: %s", exc)
         log.error("lmtpd: no worker takes connections; closing one")  # the client retries
-
-    def reap(self) -> list[int]:
-        """Collect exited workers; the pids that exited."""
-        gone = []
-        while self.workers:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            gone.append(pid)
-            for worker in [w for w in self.workers if w.pid == pid]:
-                worker.channel.close()
-                self.workers.remove(worker)
-            if not self.stopping:
-                code = os.waitstatus_to_exitcode(status)
-                how = f"signal {-code}" if code < 0 else f"status {code}"
-                log.error("lmtpd: worker %d exited (%s); starting another", pid, how)
-        return gone
-
-    def terminate(self) -> None:
-        self.stopping = True
-        for worker in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGTERM)
 
 
 async def receive_connections(
@@ -242,90 +224,55 @@ async def receive_connections(
 
 
 def run(
-    settings: Settings,
-    listen: list[str],
-    socket_mode: int,
+    listeners: Sequence[socket.socket],
     workers: int,
     *,
     worker_main: Callable[[socket.socket], None],
-    parent_main: Callable[[Supervisor, list[socket.socket]], None],
+    parent_main: Callable[[Dispatcher], None],
 ) -> int:
-    """Bind, fork the workers, run the parent until SIGTERM/SIGINT; the exit status."""
-    listeners = [_bind(spec, socket_mode) for spec in listen]
-
-    def start_worker(channel: socket.socket, parent_end: socket.socket) -> int:
-        pid = os.fork()
-        if pid:
-            return pid
-        status = 0
-        try:
-            parent_end.close()  # else the worker would not see its parent go away
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            for sock in listeners:
-                sock.close()
-            for other in supervisor.workers:
-                other.channel.close()
-            worker_main(channel)
-        except BaseException:
-            log.exception("lmtpd: worker failed")
-            status = 1
-        finally:
-            logging.shutdown()
-            os._exit(status)
-
-    supervisor = Supervisor(workers, start_worker)
-    for _ in range(workers):
-        supervisor.spawn()
+    """Fork the workers on the bound ``listeners``, run the parent until SIGTERM/SIGINT,
+    drain; the exit status."""
+    dispatcher = Dispatcher(workers, worker_main, listeners)
+    dispatcher.start()
     try:
-        parent_main(supervisor, listeners)
+        parent_main(dispatcher)
     finally:
-        supervisor.terminate()
+        dispatcher.terminate()
         for sock in listeners:
             sock.close()
-        deadline = time.monotonic() + 60
-        while supervisor.workers and time.monotonic() < deadline:
-            if not supervisor.reap():
-                time.sleep(0.05)
-        _remove_sockets(listen)
-    return 0
+        status = dispatcher.drain()
+        for channel in dispatcher.channels.values():
+            channel.close()
+    return status
 
 
-def _remove_sockets(listen: list[str]) -> None:
-    from mailwarden.lmtpd.server import parse_listen
-
-    for spec in listen:
-        kind, where, _ = parse_listen(spec)
-        if kind == "unix":
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(where)
-
-
-async def supervise(supervisor: Supervisor, listeners: list[socket.socket]) -> None:
+async def supervise(dispatcher: Dispatcher) -> None:
     """The parent's event loop: accept and hand over, restart dead workers, stop on
-    SIGTERM/SIGINT."""
+    SIGTERM/SIGINT; SIGHUP is passed on to the workers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, dispatcher.signal_all, signal.SIGHUP)
 
     def child_exited() -> None:
-        for _ in supervisor.reap():
-            if not supervisor.stopping:
-                loop.call_later(RESPAWN_SECONDS, respawn)
+        if dispatcher.reap() and not dispatcher.stopping:
+            restart()
 
-    def respawn() -> None:
-        if not supervisor.stopping and len(supervisor.workers) < supervisor.count:
-            supervisor.spawn()
+    def restart() -> None:
+        wait = dispatcher.restart_due()
+        if wait is not None:
+            loop.call_later(wait, restart)
 
     loop.add_signal_handler(signal.SIGCHLD, child_exited)
-    for sock in listeners:
-        loop.add_reader(sock.fileno(), supervisor.accept, sock)
+    for sock in dispatcher.listeners:
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), dispatcher.accept, sock)
     try:
         await stop.wait()
     finally:
-        for sock in listeners:
+        for sock in dispatcher.listeners:
             loop.remove_reader(sock.fileno())
-        loop.remove_signal_handler(signal.SIGCHLD)
-        supervisor.stopping = True
+        for sig in (signal.SIGCHLD, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        dispatcher.stopping = True

@@ -1,10 +1,11 @@
 """``mailwarden milter``: wire the scanning milter together and run it until SIGTERM.
 
 Usage: ``mailwarden milter [--config PATH] [--listen ADDR] [--metrics HOST:PORT|none]
-[--log-level LEVEL]`` (options defined in ``admin.milter``, which imports this module
-only when the milter runs), or ``python -m mailwarden.milter`` with the same options.
-``ADDR`` is libmilter's ``inet:PORT@HOST`` / ``unix:/path``, or
-``HOST:PORT`` (converted). libmilter serves one socket per process: give one address.
+[--log-level LEVEL]`` (options and ``check_settings`` in ``milter.options``; ``admin.milter``
+imports this module only when the milter runs), or ``python -m mailwarden.milter`` with
+the same options. ``ADDR``: any spelling of ``daemon.listen`` (libmilter's
+``inet:PORT@HOST``, ``unix:/path``, ``HOST:PORT`` ...), converted to libmilter's.
+libmilter serves one socket per process: give one address.
 
 Wiring (the only module naming concrete classes): settings loaded once; a clamd client
 unless ``milter.clamd`` is empty, a spamd client unless ``milter.spamd`` is empty; the
@@ -13,8 +14,11 @@ are not consulted and traffic is not counted, and mail still flows); Prometheus 
 on their own registry. A unix socket gets ``milter.socket_mode`` (default 0666) through
 the umask while libmilter creates it — Postfix's smtpd runs as user ``postfix``.
 
-Readiness: the log line ``milter: listening on ADDR`` just before libmilter binds.
-SIGTERM/SIGINT: libmilter stops accepting, finishes the connections (about 4 s).
+Readiness: ``daemon.readiness.ready`` (the log line ``milter: listening on ADDR`` and
+sd_notify READY=1) once libmilter has opened its socket. SIGTERM/SIGINT: libmilter
+stops accepting, finishes the connections (about 4 s). No SIGHUP reload: libmilter owns
+the signals of this process (its signal thread stops the milter on SIGHUP as on
+SIGTERM), and the scanner clients are built once; restart the milter to change them.
 
 Errors: a config or listen problem exits 1 with one line on stderr.
 """
@@ -30,15 +34,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import Milter
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from mailwarden import config
-from mailwarden.admin.milter import add_arguments
-from mailwarden.config import MilterSettings, Settings
+from mailwarden import accounting, config
+from mailwarden.config import Settings
+from mailwarden.daemon import listen as listening
+from mailwarden.daemon import logging as daemon_logging
+from mailwarden.daemon import readiness
+from mailwarden.daemon.listen import ListenError
+from mailwarden.daemon.logging import lifecycle
+from mailwarden.daemon.metrics import serve_http
 from mailwarden.errors import ConfigError, MailwardenError
 from mailwarden.metrics import MilterMetrics
 from mailwarden.milter.app import FLAGS, ScanMilter, Scanner
 from mailwarden.milter.clamav import ClamdClient
+from mailwarden.milter.options import add_arguments, check_settings
 from mailwarden.milter.ratelimit import RateRefund
 from mailwarden.milter.spamassassin import SpamdClient
 from mailwarden.store.db import Database
@@ -48,44 +58,8 @@ VERDICTS = ("clean", "spam", "virus", "loop", "tempfail", "unscanned", "allowed"
 
 
 def libmilter_address(text: str) -> str:
-    """Normalise ``unix:/p``, ``local:/p``, ``inet:PORT@HOST``, ``inet6:..`` or ``HOST:PORT``."""
-    value = text.strip()
-    if value.startswith(("unix:", "local:")):
-        path = value.split(":", 1)[1]
-        if not os.path.isabs(path):
-            raise ConfigError(f"listen address {text!r}: unix socket path must be absolute")
-        return "unix:" + path
-    if value.startswith(("inet:", "inet6:")) and "@" in value:
-        port = value.split(":", 1)[1].split("@", 1)[0]
-        if port.isdigit() and 0 < int(port) < 65536:
-            return value
-    host, sep, port = value.removeprefix("inet:").rpartition(":")
-    if sep and host and port.isdigit() and 0 < int(port) < 65536:
-        host = host.strip("[]")
-        return f"inet6:{port}@{host}" if ":" in host else f"inet:{port}@{host}"
-    raise ConfigError(f"listen address {text!r}: expected unix:/path, inet:PORT@HOST or HOST:PORT")
-
-
-def check_settings(s: MilterSettings, source: str) -> int:
-    """Validate what config.py cannot; return the unix socket mode."""
-    if s.clamd_oversize not in ("accept", "tempfail"):
-        raise ConfigError(f"{source}: milter.clamd_oversize must be one of accept, tempfail")
-    try:
-        mode = int(s.socket_mode, 8)
-    except ValueError:
-        raise ConfigError(f"{source}: milter.socket_mode must be octal like 0660") from None
-    if not 0 <= mode <= 0o777:
-        raise ConfigError(f"{source}: milter.socket_mode must be 0000..0777")
-    for name in ("clamd", "spamd"):
-        address = getattr(s, name)
-        try:
-            if address:
-                ClamdClient(address)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: milter.{name}: {exc}") from None
-    if s.spool_threshold < 0 or s.scanner_timeout <= 0:
-        raise ConfigError(f"{source}: milter.spool_threshold/scanner_timeout out of range")
-    return mode
+    """Any ``daemon.listen`` spelling as libmilter's ``unix:/p`` / ``inet:PORT@HOST``."""
+    return listening.parse(text).libmilter
 
 
 def build_scanner(settings: Settings, metrics: MilterMetrics) -> Scanner:
@@ -102,16 +76,13 @@ def build_scanner(settings: Settings, metrics: MilterMetrics) -> Scanner:
     rates = None
     if db is not None and "ratelimit" in settings.policy.checks:
         rates = RateRefund(db, settings.mail.recipient_delimiter)
-    return Scanner(s, metrics, db=db, clamd=clamd, spamd=spamd, rates=rates)
+    counting = accounting.counts(settings.traffic.counter, accounting.MILTER)
+    return Scanner(s, metrics, db=db, clamd=clamd, spamd=spamd, rates=rates, count_traffic=counting)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        daemon_logging.setup("milter", str(args.log_level))
         mode = check_settings(settings.milter, settings.source)
         listen = list(args.listen or settings.milter.listen)
         if len(listen) != 1:
@@ -136,14 +107,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def serve(scanner: Scanner, address: str, mode: int) -> int:
     """Run libmilter until SIGTERM."""
-    Milter.factory = lambda: ScanMilter(scanner)
+    Milter.factory = lambda: ScanMilter(scanner, answer_data=not address.startswith("unix:"))
     Milter.set_flags(FLAGS)
     Milter.set_exception_policy(Milter.TEMPFAIL)
-    log.info("milter: listening on %s", address)
     old = os.umask(0o777 & ~mode) if address.startswith("unix:") else None
     opensocket = Milter.milter.opensocket
     if address.startswith(("inet:", "inet6:")):
         Milter.milter.opensocket = _nodelay_after(opensocket, address)
+    Milter.milter.opensocket = _ready_after(Milter.milter.opensocket, address)
     try:
         Milter.runmilter("mailwarden", address, timeout=600)
     finally:
@@ -151,8 +122,19 @@ def serve(scanner: Scanner, address: str, mode: int) -> int:
         if old is not None:
             os.umask(old)
         scanner.shutdown()
-    log.info("milter: stopped")
+    lifecycle.info("milter: stopped")
     return 0
+
+
+def _ready_after(opensocket: Callable[[bool], Any], address: str) -> Callable[[bool], Any]:
+    """Wrap libmilter's ``opensocket``: readiness once the socket is open."""
+
+    def wrapper(rmsock: bool) -> Any:
+        result = opensocket(rmsock)
+        readiness.ready("milter", [address])
+        return result
+
+    return wrapper
 
 
 def _nodelay_after(opensocket: Callable[[bool], Any], address: str) -> Callable[[bool], Any]:
@@ -203,11 +185,10 @@ def set_listener_nodelay(port: int) -> bool:
 def _serve_metrics(listen: str | None, registry: CollectorRegistry) -> None:
     if listen is None:  # metrics off
         return
-    host, _, port = listen.rpartition(":")
     try:
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    except (OSError, ValueError) as exc:
-        log.warning("milter: metrics endpoint %s not started: %s", listen, exc)
+        serve_http(listen, registry)
+    except ListenError as exc:
+        log.warning("milter: metrics endpoint not started: %s", exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

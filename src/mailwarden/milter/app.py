@@ -4,13 +4,17 @@ Who calls it: libmilter, one thread per MTA connection (``Milter.factory`` build
 ``ScanMilter`` per connection, wired in ``milter.__main__``). Several messages may
 follow on one connection; per-message state is reset at MAIL FROM and at ``abort``.
 
-Per message (every step but eom is negotiated without a reply, see ``ScanMilter``):
+Per message (negotiation in ``ScanMilter``: on TCP only DATA and eom are answered, on a
+unix socket only eom, and DATA and end-of-headers are not sent):
     connect   client IP (for allow lists)
     envfrom   sender; authenticated? (macro ``{auth_authen}``, Postfix sends it at MAIL)
     envrcpt   recipients (every one; the scan is once per message, not per recipient)
-    header    counted per name; ``Received:`` counted for loop protection; the
-              verdict headers of ``scanverdict.REMOVE`` are remembered for deletion and
-              kept out of the scanned copy; everything else goes to the ``Spool``
+    data      (TCP) answered CONTINUE at once: the reply keeps TCP from stalling
+    header    counted per name; ``Received:`` counted for loop protection; headers a
+              sender may not set (``scanverdict.REMOVE`` and mailwarden's own
+              ``X-Mailwarden-*``, see ``_strip_forged``) are remembered for deletion
+              and kept out of the scanned copy; everything else goes to the ``Spool``
+    eoh       (TCP) nothing; sent without a reply only because libmilter needs it
     body      the blank line, then the chunks, appended to the spool
     eom       loop check: more than ``max_received`` -> 554 5.4.6 (nothing scanned);
               ``Scanner.scan`` -> ``Outcome``; forged headers deleted (``chgheader``
@@ -39,6 +43,7 @@ import Milter
 from mailwarden.config import MilterSettings
 from mailwarden.core import scanverdict
 from mailwarden.core.scanverdict import AvResult, Outcome, SpamResult
+from mailwarden.core.spamsettings import access_decision
 from mailwarden.metrics import MilterMetrics
 from mailwarden.milter.clamav import ClamdClient
 from mailwarden.milter.ratelimit import RateRefund
@@ -51,7 +56,16 @@ from mailwarden.verdict import Verdict
 
 log = logging.getLogger("mailwarden.milter")
 
+# The actions the milter uses (addheader, chgheader, quarantine), and no others: they
+# are what ``ScanMilter.negotiate`` asks the MTA for.
 FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+# mailwarden's own header namespace: a sender never sets these (every copy from outside
+# is deleted), except ``ALLOWED`` in the one place policyd puts it (``_strip_forged``).
+OWN_PREFIX = "x-mailwarden-"
+# policyd's ``PREPEND X-Mailwarden-Allowed: yes`` at DATA (policyd.checks.ALLOWED_HEADER):
+# smtpd writes it above its own Received: header, which Postfix hides from milters, so
+# it is the first header a milter sees.
+ALLOWED = "x-mailwarden-allowed"
 # pymilter's reply codes, typed (the C module exports them untyped).
 CONTINUE: int = Milter.CONTINUE
 REJECT: int = Milter.REJECT
@@ -73,6 +87,9 @@ class Message:
     recipients: list[str] = field(default_factory=list)
     received: int = 0
     header_counts: dict[str, int] = field(default_factory=dict)
+    first_header: str = ""  # lower-case name of the first header field
+    forged: dict[str, str] = field(default_factory=dict)  # lower-case name -> name to delete
+    all_allowed: bool | None = None  # every recipient allow-lists the sender (asked once)
     queue_id: str = ""
 
 
@@ -86,7 +103,8 @@ class Scanner:
     Store calls run on a small pool of its own threads, not in libmilter's threads:
     ``Database`` keeps one connection per thread, and libmilter starts a thread per
     SMTP connection, so calling it there would open (and leak) a connection each.
-    Traffic is recorded in the background (accounting must not delay the reply).
+    Traffic is queued and written in batches by ``TrafficRecorder``'s own thread
+    (accounting must not delay the reply).
     """
 
     def __init__(
@@ -98,6 +116,7 @@ class Scanner:
         clamd: ClamdClient | None = None,
         spamd: SpamdClient | None = None,
         rates: RateRefund | None = None,
+        count_traffic: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -105,13 +124,13 @@ class Scanner:
         self.clamd = clamd
         self.spamd = spamd
         self.rates = rates
-        self.traffic = TrafficRecorder(db, metrics)
+        # [traffic] counter = "daemons": lmtpd/LDA and policyd count, the milter does not
+        self.traffic = TrafficRecorder(db if count_traffic else None, metrics)
         self._store = ThreadPoolExecutor(STORE_WORKERS, thread_name_prefix="milter-store")
 
     def record_traffic(self, msg: Message, size: int) -> None:
-        if self.db is not None:
-            rcpts = list(msg.recipients)
-            self._store.submit(self.traffic.record, rcpts, msg.sender, msg.authenticated, size)
+        """Queued; ``TrafficRecorder`` writes the queue once a second on its own thread."""
+        self.traffic.add(msg.recipients, msg.sender, msg.authenticated, size)
 
     def refund_rate(self, msg: Message, counted_at: float) -> None:
         """A refused message leaves policyd's rate counters (``milter.ratelimit``).
@@ -137,6 +156,7 @@ class Scanner:
             )
 
     def shutdown(self) -> None:
+        self.traffic.close()
         self._store.shutdown(wait=True)
         if self.db is not None:
             self.db.close()
@@ -158,7 +178,7 @@ class Scanner:
 
     def _spam(self, msg: Message, spool: Spool) -> SpamResult:
         skip = scanverdict.spam_skip(spool.size, msg.authenticated, False, self.settings)
-        if skip is None and self.spamd is not None and self._all_allowed(msg):
+        if skip is None and self.spamd is not None and self.all_allowed(msg):
             skip = "allow-listed"  # only asked when spamd would be: no lookup for nothing
         if skip is not None or self.spamd is None:
             return SpamResult(scanverdict.SKIPPED, detail=skip or "no spamd configured")
@@ -179,8 +199,15 @@ class Scanner:
             self.metrics.scan_latency.labels(scanner).observe(time.monotonic() - start)
             self.metrics.bytes_scanned.labels(scanner).inc(size)
 
-    def _all_allowed(self, msg: Message) -> bool:
-        """True when every recipient's allow list allows the sender (and none blocks)."""
+    def all_allowed(self, msg: Message) -> bool:
+        """True when every recipient's allow list allows the sender (and none blocks).
+
+        Asked at most once per message (the answer is kept in ``msg``)."""
+        if msg.all_allowed is None:
+            msg.all_allowed = self._read_all_allowed(msg)
+        return msg.all_allowed
+
+    def _read_all_allowed(self, msg: Message) -> bool:
         if self.db is None or not msg.recipients or msg.sender in ("", "<>"):
             return False
         try:
@@ -193,7 +220,9 @@ class Scanner:
         assert self.db is not None
         with self.db.read() as tx:
             return all(
-                spam_store.access_decision(tx, _bare(r), _bare(msg.sender), msg.client_ip)
+                access_decision(
+                    spam_store.access_lists(tx, _bare(r)), _bare(msg.sender), msg.client_ip
+                )
                 == "allow"
                 for r in msg.recipients
             )
@@ -212,17 +241,34 @@ def _raw_bytes(func: _Callback) -> _Callback:
 class ScanMilter(Milter.Base):  # type: ignore[misc]
     """One SMTP connection. Thin: facts in, ``Scanner.scan``, outcome out.
 
-    Protocol steps (negotiated by pymilter from the decorators, Postfix >= 2.6 honours
-    them): connect, MAIL, RCPT, each header and each body chunk are ``@noreply`` (the MTA
-    sends them and goes on without waiting); HELO, DATA, end-of-headers and unknown
-    commands are not sent at all (``Milter.Base`` marks them ``@nocallback``). One round
-    trip per message remains: end of message, where every decision is made. A no-reply
-    callback cannot refuse anything, so it never raises: a failure in one is remembered
-    (``self.failed``) and answered 451 4.3.0 at end of message.
+    Negotiation (``negotiate``; Postfix >= 2.6 honours it, libmilter answers CONTINUE
+    itself for an older MTA): actions ``FLAGS`` only. Protocol steps: HELO and unknown
+    commands are not sent at all (``Milter.Base`` marks them ``@nocallback``); connect,
+    MAIL, RCPT, each header, end-of-headers and each body chunk are ``@noreply`` (sent,
+    not waited for). Two steps are answered: DATA and end of message. On a unix socket
+    (``answer_data=False``, chosen by ``milter.__main__`` from the listen address) DATA
+    and end-of-headers are not sent at all: one round trip per message.
+
+    Why DATA is answered although it decides nothing: when the MTA sends MAIL and RCPT
+    and nothing is due back, the last of those small TCP packets stays unacknowledged
+    (the milter host delays its ACK by 40 ms, as no reply is due), and Postfix's cleanup,
+    which writes the headers next on the same socket without TCP_NODELAY, is held by
+    Nagle's algorithm until that ACK comes: a fixed ~40 ms per message on TCP
+    (docs/benchmarks.md). Answering DATA acknowledges everything before the content is
+    sent. A unix socket has no Nagle and no delayed ACK, so there the DATA round trip
+    would only cost (about 0.2 ms of milter CPU per message in bench/bench_milter.py).
+    With DATA answered, end-of-headers must be sent too (as no-reply, not skipped):
+    libmilter's state table goes from DATA only to a header or end-of-headers, so with
+    DATA on and EOH off it drops the end of a message that has no header at all.
+
+    Every decision is made at end of message. A no-reply callback cannot refuse
+    anything, so it never raises: a failure in one is remembered (``self.failed``) and
+    answered 451 4.3.0 at end of message.
     """
 
-    def __init__(self, scanner: Scanner) -> None:
+    def __init__(self, scanner: Scanner, *, answer_data: bool = True) -> None:
         self.scanner = scanner
+        self.answer_data = answer_data
         self.client_ip = ""
         self.msg = Message()
         self.spool: Spool | None = None
@@ -230,6 +276,21 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         self.failed = ""
         self.started = 0.0
         self.eom_at = 0.0
+
+    def negotiate(self, opts: list[int]) -> int:
+        """pymilter's negotiation (protocol steps from the decorators), asking only ``FLAGS``.
+
+        ``Milter.Base.negotiate`` would ask for every action the MTA offers (``opts[0]``).
+        Without ``answer_data`` (a unix socket) DATA and end-of-headers are not sent at all.
+        """
+        offered = opts[1]
+        rc = cast(int, super().negotiate(opts))
+        if rc == CONTINUE:
+            opts[0] = self._actions = opts[0] & FLAGS
+            if not self.answer_data:
+                skip = offered & (Milter.P_NODATA | Milter.P_NOEOH)
+                opts[1] = self._protocol = (opts[1] | skip) & ~Milter.P_NR_EOH
+        return rc
 
     # --- connection and envelope (no reply) -----------------------------------------------
 
@@ -261,6 +322,10 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         self.msg.recipients.append(to)
         return CONTINUE
 
+    def data(self) -> int:
+        """Answered at once, on purpose (see the class docstring): nothing to decide."""
+        return CONTINUE
+
     # --- content (no reply) ----------------------------------------------------------------
 
     @_noreply
@@ -269,15 +334,21 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         """One header field, value as raw bytes (we scan the bytes as sent).
 
         Counted per name; ``Received:`` counted for loop protection; the verdict headers
-        of ``scanverdict.REMOVE`` remembered for deletion and kept out of the scan.
+        of ``scanverdict.REMOVE`` and every ``X-Mailwarden-*`` header remembered for
+        deletion and kept out of the scan.
         """
         try:
             key = name.lower()
-            counts = self.msg.header_counts
+            msg = self.msg
+            counts = msg.header_counts
+            if not counts:
+                msg.first_header = key
             counts[key] = counts.get(key, 0) + 1
             if key == "received":
-                self.msg.received += 1
-            if key not in _REMOVE and self.spool is not None:
+                msg.received += 1
+            if key in _REMOVE or key.startswith(OWN_PREFIX):
+                msg.forged.setdefault(key, _REMOVE.get(key, name))
+            elif self.spool is not None:
                 self.spool.add_header(name, value)
         except Exception as exc:  # noqa: BLE001 - no reply possible here; 451 at eom
             self.failed = self.failed or f"header: {exc!r}"
@@ -295,7 +366,12 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
             self.failed = self.failed or f"body: {exc!r}"
         return CONTINUE
 
-    # --- end of message: the one round trip -------------------------------------------------
+    @_noreply
+    def eoh(self) -> int:
+        """Nothing to do; received (without a reply) only for libmilter's state table."""
+        return CONTINUE
+
+    # --- end of message: every decision ---------------------------------------------------
 
     def eom(self) -> int:
         self.eom_at = time.time()  # just after policyd counted the message (END-OF-MESSAGE)
@@ -356,9 +432,17 @@ class ScanMilter(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
     def _strip_forged(self) -> None:
-        """Delete every incoming verdict header, last occurrence first (1-based index)."""
-        for key, name in _REMOVE.items():
-            for index in range(self.msg.header_counts.get(key, 0), 0, -1):
+        """Delete every forged header, last occurrence first (1-based index).
+
+        Forged: the verdict headers (``scanverdict.REMOVE``) and all of mailwarden's own
+        namespace (``X-Mailwarden-*``). One exception: the topmost header, when it is
+        ``X-Mailwarden-Allowed`` and the allow lists confirm it (policyd puts it there;
+        a copy a sender wrote there is then true anyway), stays."""
+        msg = self.msg
+        keep_first = msg.first_header == ALLOWED and self.scanner.all_allowed(msg)
+        for key, name in msg.forged.items():
+            last = 2 if keep_first and key == ALLOWED else 1
+            for index in range(msg.header_counts.get(key, 0), last - 1, -1):
                 self.chgheader(name, index, None)
 
     def _reply(self, verdict: Verdict, code: int) -> int:

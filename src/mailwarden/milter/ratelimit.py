@@ -19,9 +19,7 @@ counter left too high only makes the limit stricter until its window ends.
 
 from __future__ import annotations
 
-from mailwarden.address import parse_address
-from mailwarden.core import ratelimit
-from mailwarden.errors import UsageError
+from mailwarden.core import ratelimit, sendas
 from mailwarden.store import ratelimit as rate_store
 from mailwarden.store.db import Database
 
@@ -32,13 +30,8 @@ class RateRefund:
         self.delimiter = delimiter
 
     def login(self, login: str) -> str:
-        """The login as policyd keys its counter (``policyd.checks.Engine._login``)."""
-        if not login:
-            return ""
-        try:
-            return str(parse_address(login, delimiter=self.delimiter))
-        except UsageError:
-            return login.strip().lower()
+        """The login as policyd keys its counter (``core.sendas.normal_login``)."""
+        return sendas.normal_login(login, self.delimiter)
 
     def refund(self, login: str, client_ip: str, recipients: int, counted_at: float) -> int:
         """Take one message and ``recipients`` back; return how many counters applied."""

@@ -54,7 +54,7 @@ REPLY_TIMEOUT = 600.0
 # Must equal ``config.DEFAULT_PATH`` and the default of ``LdaSettings.lmtp_listen``
 # (tests/unit/test_pipe_lda.py checks both).
 DEFAULT_CONFIG = "/etc/mailwarden/mailwarden.toml"
-DEFAULT_LMTP_LISTEN = ("unix:/run/mailwarden/lmtp.sock",)
+DEFAULT_LMTP_LISTEN = ("unix:/var/spool/postfix/mailwarden-lmtpd/lmtp.sock",)
 
 _OPTIONS = {
     "--sender": "sender",
@@ -315,12 +315,13 @@ def deliver_here(
     from mailwarden.delivery.counters import FileRecorder
     from mailwarden.delivery.deliver import Deliverer
     from mailwarden.store.db import Database
+    from mailwarden.store.sql import SqlStore
 
     assert isinstance(settings, Settings)
     db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
     try:
         deliverer = Deliverer(
-            settings, db, FileRecorder(settings.lda.metrics_dir), chown=os.geteuid() == 0
+            settings, SqlStore(db), FileRecorder(settings.lda.metrics_dir), chown=os.geteuid() == 0
         )
         v = deliverer.deliver(sender, recipient, data, original_recipient=original)
     finally:

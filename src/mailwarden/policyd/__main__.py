@@ -1,17 +1,23 @@
 """``mailwarden policyd``: wire the policy daemon together and run it until SIGTERM.
 
 Usage: ``mailwarden policyd [--config PATH] [--listen ADDR]... [--metrics HOST:PORT|none]
-[--workers N] [--log-level LEVEL]`` (options defined in ``admin.policyd``), or
-``python -m mailwarden.policyd`` with the same options. ``ADDR`` is ``HOST:PORT`` (also
-``inet:HOST:PORT``, ``[v6]:PORT``) or ``unix:/path``; ``--listen`` replaces
-``policy.listen`` from the config, ``--metrics`` replaces ``metrics.listen`` (``none``
-switches the endpoint off: ``config.metrics_listen``). ``--workers N`` (N > 1) serves
-the same addresses from N pre-forked processes (see ``policyd.workers``); the parent
-then serves the metrics of all of them (prometheus_client multi-process mode).
+[--workers N] [--log-level LEVEL]`` (options in ``policyd.options``), or
+``python -m mailwarden.policyd`` with the same options. ``ADDR``: any spelling of
+``daemon.listen`` (``HOST:PORT``, ``[v6]:PORT``, ``unix:/path`` ...); ``--listen``
+replaces ``policy.listen`` from the config, ``--metrics`` replaces ``metrics.listen``
+(``none`` switches the endpoint off: ``config.metrics_listen``). ``--workers N``
+(N > 1) serves the same addresses from N pre-forked processes (``policyd.workers`` on
+``daemon.supervisor``); the parent then serves the metrics of all of them
+(``daemon.metrics.MultiProcess``).
 
 This is the only module that names the concrete classes (DESIGN §3.6): settings are
-loaded once and passed down. Readiness: the line ``policyd: listening on ...`` is logged
-once every socket is bound. SIGTERM/SIGINT close the listeners and exit 0.
+loaded once and passed down. Readiness: ``daemon.readiness.ready`` (the line
+``policyd: listening on ...`` and sd_notify READY=1) once every socket is bound.
+SIGTERM/SIGINT: stop accepting, let the store look-ups in flight finish and answer (up
+to ``DRAIN_SECONDS``), exit 0. SIGHUP: re-read the config file and apply
+``policy.checks``, ``policy.cache_ttl`` and the other per-request settings
+(``max_recipients``, limits); listen addresses, workers, the database and the metrics
+address are bound at start and need a restart.
 
 Errors: a config or listen problem exits 1 with one line on stderr.
 """
@@ -23,158 +29,150 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
-import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-from prometheus_client import values as prometheus_values
+from prometheus_client import CollectorRegistry
 
 from mailwarden import config
-from mailwarden.admin.policyd import add_arguments
 from mailwarden.config import Settings
-from mailwarden.errors import ConfigError, MailwardenError
+from mailwarden.daemon import listen as listening
+from mailwarden.daemon import logging as daemon_logging
+from mailwarden.daemon import readiness
+from mailwarden.daemon.listen import Address
+from mailwarden.daemon.logging import lifecycle
+from mailwarden.daemon.metrics import MultiProcess, serve_http
+from mailwarden.daemon.supervisor import Supervisor, accept_signals
+from mailwarden.errors import MailwardenError
 from mailwarden.metrics import PolicyMetrics
 from mailwarden.policyd import workers
 from mailwarden.policyd.cache import TTLCache
 from mailwarden.policyd.checks import Engine
+from mailwarden.policyd.options import add_arguments
 from mailwarden.policyd.server import PolicyServer
 from mailwarden.policyd.state import Transactions
 from mailwarden.store.db import Database
+from mailwarden.store.sql import SqlStore
+
+__all__ = ["add_arguments", "main", "run"]
 
 log = logging.getLogger("mailwarden.policyd")
 WORKERS = 16
-
-
-def parse_listen(text: str) -> tuple[str, str, int]:
-    """``("unix", path, 0)`` or ``("tcp", host, port)``; ConfigError when unusable."""
-    value = text.strip()
-    if value.startswith("unix:"):
-        path = value[5:]
-        if not os.path.isabs(path):
-            raise ConfigError(f"listen address {text!r}: unix socket path must be absolute")
-        return "unix", path, 0
-    value = value.removeprefix("inet:")
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"listen address {text!r}: expected HOST:PORT or unix:/path")
-    return "tcp", host, int(port)
-
-
-async def _listen(server: PolicyServer, address: str) -> asyncio.AbstractServer:
-    kind, where, port = parse_listen(address)
-    loop = asyncio.get_running_loop()
-    if kind == "tcp":
-        return await loop.create_server(server.protocol, where, port, backlog=1024)
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.lstat(where).st_mode):
-            os.unlink(where)  # a stale socket from an earlier run
-    srv = await loop.create_unix_server(server.protocol, where, backlog=1024)
-    os.chmod(where, 0o666)  # noqa: S103 - smtpd runs as postfix, Exim as Debian-exim
-    return srv
+DRAIN_SECONDS = 10.0
 
 
 def build(settings: Settings, registry: CollectorRegistry) -> PolicyServer:
     metrics = PolicyMetrics.create(registry)
     db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
     cache = TTLCache(settings.policy.cache_ttl, settings.policy.cache_size)
-    engine = Engine(settings, db, cache, Transactions(), metrics=metrics)
+    engine = Engine(settings, SqlStore(db), cache, Transactions(), metrics=metrics)
     executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="policyd-store")
     return PolicyServer(engine, executor, metrics, request_timeout=settings.policy.request_timeout)
 
 
-async def amain(settings: Settings, listen: Sequence[str], metrics_listen: str | None) -> int:
+async def _serve_on(server: PolicyServer, sock: socket.socket) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    if sock.family == socket.AF_UNIX:
+        return await loop.create_unix_server(server.protocol, sock=sock)
+    return await loop.create_server(server.protocol, sock=sock)
+
+
+async def amain(settings: Settings, listen: Sequence[Address], metrics_listen: str | None) -> int:
+    """One process: bind, serve, drain on SIGTERM."""
     registry = CollectorRegistry()
     server = build(settings, registry)
-    servers = [await _listen(server, address) for address in listen]
+    socks = [listening.bind(address) for address in listen]
+    servers = [await _serve_on(server, sock) for sock in socks]
     if metrics_listen is not None:
-        _, host, port = parse_listen(metrics_listen)
-        start_http_server(port, host, registry=registry)
-    log.warning("policyd: listening on %s", ", ".join(listen))
-    return await _serve(server, servers)
+        serve_http(metrics_listen, registry)
+    readiness.ready("policyd", listen)
+    try:
+        return await _serve(server, servers, settings)
+    finally:
+        listening.remove(list(listen))
 
 
 async def aworker(settings: Settings, sockets: Sequence[socket.socket]) -> int:
     """One pre-forked worker (``--workers``): serve the sockets its parent bound."""
     server = build(settings, CollectorRegistry())  # multi-process metrics: see _supervise
-    loop = asyncio.get_running_loop()
-    servers: list[asyncio.AbstractServer] = []
-    for sock in sockets:
-        if sock.family == socket.AF_UNIX:
-            servers.append(await loop.create_unix_server(server.protocol, sock=sock))
-        else:
-            servers.append(await loop.create_server(server.protocol, sock=sock))
-    return await _serve(server, servers)
+    servers = [await _serve_on(server, sock) for sock in sockets]
+    return await _serve(server, servers, settings)
 
 
-async def _serve(server: PolicyServer, servers: Sequence[asyncio.AbstractServer]) -> int:
+async def _serve(
+    server: PolicyServer, servers: Sequence[asyncio.AbstractServer], settings: Settings
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    readiness.on_reload(lambda: reload(server, settings.source), "policyd")
+    accept_signals()
     await stop.wait()
+    readiness.stopping()
     for srv in servers:
         srv.close()
-    server.executor.shutdown(wait=False, cancel_futures=True)
-    log.warning("policyd: stopped")
+    await drain(server)
+    lifecycle.info("policyd: stopped")
     return 0
 
 
+async def drain(server: PolicyServer, seconds: float = DRAIN_SECONDS) -> None:
+    """Let the store look-ups in flight finish, and their replies go out."""
+    shutdown = asyncio.to_thread(server.executor.shutdown, wait=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(shutdown, seconds)
+    await asyncio.sleep(0.05)  # the requests woken by the last results write their replies
+    server.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def reload(server: PolicyServer, source: str) -> None:
+    """SIGHUP: the per-request settings from the config file (see the module doc)."""
+    if not os.path.isabs(source):
+        return  # the embedded default: nothing to re-read
+    fresh = config.load(source)
+    engine = server.engine
+    engine.settings = fresh
+    engine.checks = frozenset(fresh.policy.checks)
+    engine.cache.ttl = fresh.policy.cache_ttl
+
+
 def _supervise(
-    settings: Settings, listen: Sequence[str], metrics_listen: str | None, n: int
+    settings: Settings, listen: Sequence[Address], metrics_listen: str | None, n: int
 ) -> int:
-    """Bind, fork ``n`` workers, serve the metrics of all of them, wait for SIGTERM."""
-    sockets = workers.bind([parse_listen(address) for address in listen], n)
-    metrics_dir = ""
-    if metrics_listen is not None:
-        # prometheus_client's multi-process mode: every worker writes its samples to
-        # files in this directory; the parent's endpoint adds them up.
-        metrics_dir = tempfile.mkdtemp(prefix="mailwarden-policyd-metrics.")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    """Bind, fork ``n`` workers, serve the metrics of all of them, drain on SIGTERM."""
+    sockets = workers.bind(listen, n)
+    shared = MultiProcess("policyd") if metrics_listen is not None else None
 
-    def work(socks: list[socket.socket]) -> int:
-        if metrics_dir:
-            prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # type: ignore[no-untyped-call]
-        return asyncio.run(aworker(settings, socks))
+    def work(index: int) -> int:
+        if shared is not None:
+            shared.in_worker()
+        return asyncio.run(aworker(settings, sockets[index]))
 
-    def reaped(pid: int) -> None:
-        if metrics_dir:
-            multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
-
-    supervisor = workers.Supervisor(sockets, work, on_exit=reaped)
+    supervisor = Supervisor(
+        n, work, name="policyd", on_exit=shared.mark_dead if shared else lambda pid: None
+    )
     try:
-        supervisor.start()
-        if metrics_dir and metrics_listen is not None:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-            _, host, port = parse_listen(metrics_listen)
-            start_http_server(port, host, registry=registry)
-        log.warning("policyd: listening on %s (%d workers)", ", ".join(listen), n)
-        status = supervisor.wait()
+        if shared is not None and metrics_listen is not None:
+            serve_http(metrics_listen, shared.registry())
+        readiness.ready("policyd", listen, f"{n} workers")
+        status = supervisor.run()
     finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    log.warning("policyd: stopped")
+        workers.close(sockets)
+        listening.remove(list(listen))
+        if shared is not None:
+            shared.close()
+    lifecycle.info("policyd: stopped")
     return status
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     n = int(getattr(args, "workers", None) or settings.policy.workers)
-    name = "%(name)s[%(process)d]" if n > 1 else "%(name)s"
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper()),
-        format=f"%(asctime)s {name} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    listen = tuple(args.listen or settings.policy.listen)
-    for address in listen:
-        parse_listen(address)  # fail before binding anything
+    daemon_logging.setup("policyd", str(args.log_level))
+    listen = listening.parse_all(args.listen or settings.policy.listen)  # before binding
     metrics_listen = config.metrics_listen(args.metrics, settings, "mailwarden policyd")
     if n > 1:
         return _supervise(settings, listen, metrics_listen, n)

@@ -1,6 +1,6 @@
 """A small TTL + size-bounded cache for policy lookups.
 
-Who calls it: ``policyd.checks.Facts``, from the event loop (cache-only pass) and from
+Who calls it: ``policyd.checks.CachedFacts``, from the event loop (cache-only pass) and from
 worker threads (store pass), hence the lock.
 
 Entries live ``ttl`` seconds (``policy.cache_ttl``, default 5 s): short enough that

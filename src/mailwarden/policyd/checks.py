@@ -15,13 +15,21 @@ What runs when (each check can be switched off in ``policy.checks``):
                     per message, never per RCPT).
 ``END-OF-MESSAGE``  limits (real size against each recipient domain's limit); then, for
                     mail we accept, the message and its recipients are counted against every
-                    rate limit that applies (the only place counters grow).
+                    rate limit that applies (the only place counters grow); and with
+                    ``[traffic] counter = "daemons"``, traffic ``out`` for the sender's
+                    domain when there is a login (``mailwarden.accounting``; queued in
+                    ``apply``, written behind by its own thread, no store read here).
 anything else       no decision (DUNNO).
 
-Two passes: ``evaluate`` is first run in the event loop with ``Facts`` without a transaction;
-a cache miss raises ``NeedStore`` and the server runs ``store_pass`` in a worker thread
-(one read transaction; rate counters in one write transaction). ``evaluate`` changes no
-state, so running it twice is harmless; the caller applies ``Decision.accept`` afterwards.
+The store is injected: a ``store.facts.PolicyStore`` (``store.sql.SqlStore`` in the
+daemon, ``tests.unit.fakestore.FakeStore`` in unit tests); every answer is turned into a
+verdict by ``core`` here, never by the store.
+
+Two passes: ``evaluate`` is first run in the event loop with ``CachedFacts`` and no store
+read; a cache miss raises ``NeedStore`` and the server runs ``store_pass`` in a worker
+thread (one ``PolicyStore.read``; rate counters in one ``PolicyStore.count``).
+``evaluate`` changes no state, so running it twice is harmless; the caller applies
+``Decision.accept`` afterwards.
 
 Errors: anything raised here (store down, a bug) is the server's to turn into 4.3.0.
 """
@@ -33,24 +41,20 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailwarden import accounting
 from mailwarden.address import Address, parse_address
 from mailwarden.config import Settings
 from mailwarden.core import limits, quotacheck, ratelimit, recipient, relay, relaynet, sendas
-from mailwarden.core.spamsettings import BLOCK, by_layer, list_decision
+from mailwarden.core.spamsettings import BLOCK, BLOCKED, AccessLists, access_decision
 from mailwarden.errors import UsageError
 from mailwarden.metrics import PolicyMetrics
 from mailwarden.policyd.cache import MISSING, TTLCache
 from mailwarden.policyd.protocol import Request
 from mailwarden.policyd.state import Transaction, Transactions
-from mailwarden.store import policy as store
-from mailwarden.store import ratelimit as rate_store
-from mailwarden.store import relay as relay_store
-from mailwarden.store import spam as spam_store
-from mailwarden.store.db import Database, Tx
+from mailwarden.store.facts import DomainFacts, PolicyFacts, PolicyStore, Quota, RateRow, Resolved
 from mailwarden.verdict import OK, Verdict
 
 ALLOWED_HEADER = ("X-Mailwarden-Allowed", "yes")
-BLOCKED = Verdict("5.7.1", "Access denied by the recipient's block list", code=550)
 LOCAL_KINDS = ("local", "alias")
 
 
@@ -68,65 +72,57 @@ class Decision:
     rate_period: str = ""  # the period of a rate-limit refusal
 
 
-class Facts:
-    """Store lookups through the cache; without a transaction a miss raises NeedStore."""
+class CachedFacts:
+    """``PolicyFacts`` through the cache; without a store read a miss raises NeedStore."""
 
-    def __init__(self, cache: TTLCache, tx: Tx | None, now: int):
-        self._cache, self._tx, self.now = cache, tx, now
+    def __init__(self, cache: TTLCache, facts: PolicyFacts | None, now: int):
+        self._cache, self._facts, self.now = cache, facts, now
         # Counted here and added to the metric once per pass (``Engine._counted``):
         # a Prometheus counter takes a lock on every ``inc``.
         self.hits = self.misses = 0
 
-    def _cached(self, key: Hashable, load: Callable[[Tx], Any]) -> Any:
+    def _cached(self, key: Hashable, load: Callable[[PolicyFacts], Any]) -> Any:
         value = self._cache.get(key)
         if value is not MISSING:
             self.hits += 1
             return value
-        if self._tx is None:
+        if self._facts is None:
             raise NeedStore
         self.misses += 1
-        value = load(self._tx)
+        value = load(self._facts)
         self._cache.put(key, value)
         return value
 
-    def domain(self, name: str) -> store.DomainFacts | None:
-        return self._cached(("domain", name), lambda tx: store.domain(tx, name))  # type: ignore[no-any-return]
+    def domain(self, name: str) -> DomainFacts | None:
+        return self._cached(("domain", name), lambda f: f.domain(name))  # type: ignore[no-any-return]
 
-    def resolve(self, addr: Address, target: str, delimiter: str) -> store.Resolved:
+    def resolve(self, addr: Address, target: str, delimiter: str) -> Resolved:
         return self._cached(  # type: ignore[no-any-return]
-            ("resolve", str(addr), target), lambda tx: store.resolve(tx, addr, target, delimiter)
+            ("resolve", str(addr), target), lambda f: f.resolve(addr, target, delimiter)
         )
 
-    def quota(self, mailbox_id: int) -> store.Quota | None:
-        return self._cached(("quota", mailbox_id), lambda tx: store.quota(tx, mailbox_id))  # type: ignore[no-any-return]
+    def quota(self, mailbox_id: int) -> Quota | None:
+        return self._cached(("quota", mailbox_id), lambda f: f.quota(mailbox_id))  # type: ignore[no-any-return]
 
     def owned(self, login: str) -> frozenset[str]:
-        return self._cached(("owned", login), lambda tx: store.owned_addresses(tx, login))  # type: ignore[no-any-return]
+        return self._cached(("owned", login), lambda f: f.owned_addresses(login))  # type: ignore[no-any-return]
 
     def relay_networks(self) -> tuple[str, ...]:
         # Cached for the TTL only, so an expired entry stops working within seconds.
-        return self._cached(  # type: ignore[no-any-return]
-            ("relaynets",), lambda tx: tuple(relay_store.active_networks(tx, self.now))
-        )
+        return self._cached(("relaynets",), lambda f: f.relay_networks(self.now))  # type: ignore[no-any-return]
 
-    def access(self, recipient: str) -> tuple[tuple[Any, ...], dict[str, bool]]:
-        """The list entries and enforce flags for a mailbox address or a bare domain."""
-        return self._cached(  # type: ignore[no-any-return]
-            ("access", recipient),
-            lambda tx: (
-                tuple(spam_store.lists_for(tx, recipient)),
-                spam_store.layers_for(tx, recipient).enforce_flags,
-            ),
-        )
+    def access(self, recipient: str) -> AccessLists:
+        """The list entries and enforced layers for a mailbox address or a bare domain."""
+        return self._cached(("access", recipient), lambda f: f.access_lists(recipient))  # type: ignore[no-any-return]
 
-    def rate_limits(self) -> tuple[tuple[str, str, int, int], ...]:
-        return self._cached(("ratelimits",), rate_store.limit_rows)  # type: ignore[no-any-return]
+    def rate_limits(self) -> tuple[RateRow, ...]:
+        return self._cached(("ratelimits",), lambda f: f.rate_limits())  # type: ignore[no-any-return]
 
     def rate_usage(self, key: str, period: str) -> ratelimit.Usage:
-        if self._tx is None:  # counters are never cached: they are shared and moving
+        if self._facts is None:  # counters are never cached: they are shared and moving
             raise NeedStore
         start, _ = ratelimit.window(period, self.now)
-        return rate_store.usage(self._tx, key, period, start)
+        return self._facts.rate_usage(key, period, start)
 
 
 class Engine:
@@ -135,19 +131,23 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
+        store: PolicyStore,
         cache: TTLCache,
         transactions: Transactions,
         *,
         metrics: PolicyMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        traffic: accounting.TrafficSink | None = None,
     ) -> None:
         self.settings = settings
         self.checks = frozenset(settings.policy.checks)
         self.delimiter = settings.mail.recipient_delimiter
-        self.db, self.cache, self.transactions = db, cache, transactions
+        self.store, self.cache, self.transactions = store, cache, transactions
         self.metrics = metrics
         self.clock = clock
+        # traffic "out" ([traffic] counter = "daemons"): written behind, never per request
+        counting = accounting.counts(settings.traffic.counter, "policyd")
+        self.traffic = (traffic or accounting.TrafficRecorder(store)) if counting else None
         # Label children resolved once, not per request (hot path).
         self._hits = metrics.cache.labels(result="hit") if metrics is not None else None
         self._misses = metrics.cache.labels(result="miss") if metrics is not None else None
@@ -156,25 +156,24 @@ class Engine:
 
     def cache_pass(self, req: Request, now: int) -> Decision:
         """Decide from the cache alone; raises NeedStore on a miss or a counter write."""
-        decision = self._counted(req, Facts(self.cache, None, now))
+        decision = self._counted(req, CachedFacts(self.cache, None, now))
         if decision.counts:
             raise NeedStore
         return decision
 
     def store_pass(self, req: Request, now: int) -> Decision:
         """Decide with the database (worker thread); count accepted mail."""
-        with self.db.read() as tx:
-            decision = self._counted(req, Facts(self.cache, tx, now))
+        with self.store.read() as facts:
+            decision = self._counted(req, CachedFacts(self.cache, facts, now))
         if decision.verdict.ok and decision.counts:
-            recipients = self._recipients(req)
-            with self.db.transaction() as tx:
-                for limit in decision.counts:
-                    start, _ = ratelimit.window(limit.period, now)
-                    rate_store.add_usage(tx, limit.key, limit.period, start, 1, recipients)
-                    rate_store.drop_finished(tx, limit.key, limit.period, start)
+            windows = [
+                (limit.key, limit.period, ratelimit.window(limit.period, now)[0])
+                for limit in decision.counts
+            ]
+            self.store.count(windows, self._recipients(req))
         return decision
 
-    def _counted(self, req: Request, f: Facts) -> Decision:
+    def _counted(self, req: Request, f: CachedFacts) -> Decision:
         """``evaluate``, then count its cache hits and misses (also when it raised)."""
         try:
             return self.evaluate(req, f)
@@ -190,10 +189,15 @@ class Engine:
             self.transactions.get(req.instance).accept(*decision.accept)
         if req.state == "END-OF-MESSAGE" and req.instance:
             self.transactions.drop(req.instance)
+        if req.state == "END-OF-MESSAGE" and self.traffic is not None and decision.verdict.ok:
+            day = accounting.utc_day(self.clock())
+            msg = accounting.outbound(req.sender, req.login, req.size, day)
+            if msg is not None:
+                self.traffic.add(msg)
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def evaluate(self, req: Request, f: Facts) -> Decision:
+    def evaluate(self, req: Request, f: CachedFacts) -> Decision:
         txn = self.transactions.peek(req.instance)
         if req.state == "RCPT":
             return self._rcpt(req, f, txn)
@@ -209,7 +213,7 @@ class Engine:
 
     # -- RCPT ----------------------------------------------------------------------------
 
-    def _rcpt(self, req: Request, f: Facts, txn: Transaction) -> Decision:
+    def _rcpt(self, req: Request, f: CachedFacts, txn: Transaction) -> Decision:
         addr = self._parse(req.recipient)
         dom = f.domain(addr.domain) if addr is not None else None
         if req.context == "relay":
@@ -221,7 +225,7 @@ class Engine:
             if not verdict.ok:
                 return Decision(verdict, "relay")
         allowed = False
-        resolved = store.Resolved()
+        resolved = Resolved()
         if addr is not None and dom is not None and dom.kind in LOCAL_KINDS:
             resolved = f.resolve(addr, dom.target, self.delimiter)
             if "recipient" in self.checks:
@@ -252,7 +256,7 @@ class Engine:
             return Decision(verdict, "ratelimit", rate_period=limit.period)
         return Decision(OK, accept=(req.recipient.lower(), allowed))
 
-    def _relay(self, req: Request, f: Facts, dom: store.DomainFacts | None) -> Verdict:
+    def _relay(self, req: Request, f: CachedFacts, dom: DomainFacts | None) -> Verdict:
         authenticated = bool(req.login)
         hosted = dom.kind if dom is not None else None
         in_network = False
@@ -260,21 +264,17 @@ class Engine:
             in_network = relaynet.matches(req.client_address, f.relay_networks())
         return relay.decide(relay.RelayFacts(authenticated, in_network, hosted))
 
-    def _listed(self, req: Request, f: Facts, recipient: str) -> str | None:
-        entries, flags = f.access(recipient)
-        if not entries:
-            return None
-        return list_decision(
-            req.sender, req.client_address, by_layer(entries), flags, delimiter=self.delimiter
-        )
+    def _listed(self, req: Request, f: CachedFacts, recipient: str) -> str | None:
+        lists = f.access(recipient)
+        return access_decision(lists, req.sender, req.client_address, delimiter=self.delimiter)
 
     def _rcpt_rules(
         self,
         req: Request,
-        f: Facts,
+        f: CachedFacts,
         txn: Transaction,
-        dom: store.DomainFacts | None,
-        resolved: store.Resolved,
+        dom: DomainFacts | None,
+        resolved: Resolved,
     ) -> list[tuple[str, Verdict]]:
         out: list[tuple[str, Verdict]] = []
         login = self._login(req.login)
@@ -296,7 +296,9 @@ class Engine:
                 out.append(("limits", limits.message_size(req.size, dom.max_message_bytes)))
         return out
 
-    def _rate(self, req: Request, f: Facts, txn: Transaction) -> tuple[ratelimit.Limit, str] | None:
+    def _rate(
+        self, req: Request, f: CachedFacts, txn: Transaction
+    ) -> tuple[ratelimit.Limit, str] | None:
         if "ratelimit" not in self.checks:
             return None
         applying = self._rate_limits(req, f)
@@ -306,7 +308,7 @@ class Engine:
         pending = len(txn.recipients)
         return ratelimit.first_exceeded(checks, new_message=pending == 0, pending=pending)
 
-    def _rate_limits(self, req: Request, f: Facts) -> list[ratelimit.Limit]:
+    def _rate_limits(self, req: Request, f: CachedFacts) -> list[ratelimit.Limit]:
         rows = f.rate_limits()
         if not rows:
             return []
@@ -323,7 +325,7 @@ class Engine:
                 return Decision(verdict, "limits")
         return self._allowed(txn)
 
-    def _end_of_message(self, req: Request, f: Facts, txn: Transaction) -> Decision:
+    def _end_of_message(self, req: Request, f: CachedFacts, txn: Transaction) -> Decision:
         if "limits" in self.checks and req.size > 0:
             for rcpt in txn.recipients or [req.recipient]:
                 addr = self._parse(rcpt)
@@ -361,7 +363,12 @@ class Engine:
         return addr
 
     def _login(self, login: str) -> str:
+        """``core.sendas.normal_login``, cached (IDNA again)."""
         if not login:
             return ""
-        addr = self._parse(login)
-        return str(addr) if addr is not None else login.strip().lower()
+        key = ("login", login)
+        found = self.cache.get(key)
+        if found is MISSING:
+            found = sendas.normal_login(login, self.delimiter)
+            self.cache.put(key, found)
+        return found  # type: ignore[no-any-return]

@@ -7,7 +7,10 @@ Exim has no ``instance``: the ACLs make one per message in ``acl_smtp_mail``
 (``acl_m_pol_id``) and send it with every request, so recipient counts and END-OF-MESSAGE
 accounting work as for Postfix. The RCPT ACL sends ``protocol_state=RCPT``; the DATA ACL
 (after the body, Exim's ``acl_smtp_data``) sends ``protocol_state=END-OF-MESSAGE`` with
-``size=$message_size`` and ``recipient_count=$recipients_count``.
+``size=$message_size`` and ``recipient_count=$recipients_count``; with
+``sasl_username=$authenticated_id`` that request is also where an Exim site's traffic
+``out`` is counted (``[traffic] counter = "daemons"``, ``mailwarden.accounting``; traffic
+``in`` is lmtpd's), so ``mailwarden traffic`` reads the same as on a Postfix site.
 
 Reply line (DESIGN §4, "Exim line"), the same decisions as Postfix's ``action=``:
 

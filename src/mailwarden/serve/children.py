@@ -1,9 +1,10 @@
 """One supervised daemon: how to start it, and the restart bookkeeping.
 
 ``Child`` is plain state plus ``spawn``/``poll``; the supervisor decides when. The
-restart delay doubles after each exit that came sooner than ``STABLE_SECONDS`` after
-the start, capped at ``MAX_BACKOFF`` (60 s); a daemon that stayed up that long starts
-again from ``initial``.
+restart delay is the skeleton's (``daemon.supervisor.next_delay``, the same back-off as
+pre-forked workers): it doubles after each exit that came sooner than
+``STABLE_SECONDS`` after the start, capped at ``MAX_BACKOFF`` (60 s); a daemon that
+stayed up that long starts again from ``initial``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-DAEMONS = ("policyd", "milter", "lmtpd")
-MAX_BACKOFF = 60.0
-STABLE_SECONDS = 60.0
+from mailwarden.daemon.supervisor import next_delay
+
+__all__ = ["DAEMONS", "Child", "available", "command", "next_delay"]
+
+DAEMONS = ("policyd", "milter", "lmtpd", "api", "fetchd")
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # daemon.metrics.ENV (without importing it)
 
 # Module that must import for a daemon to be offered (milter needs pymilter).
 _REQUIRES: dict[str, tuple[str, ...]] = {
     "policyd": ("mailwarden.policyd.server",),
     "milter": ("mailwarden.milter.app", "Milter"),
     "lmtpd": ("mailwarden.lmtpd.server",),
+    "api": ("fastapi", "uvicorn"),  # the REST API (mailwarden api)
+    "fetchd": ("mailwarden.fetch.daemon", "cryptography"),  # idle without accounts
 }
 
 
@@ -41,19 +47,14 @@ def available(name: str) -> bool:
     return True
 
 
-def next_delay(previous: float, uptime: float, initial: float) -> float:
-    """Seconds to wait before the next start after an exit following ``uptime`` seconds."""
-    if previous <= 0 or uptime >= STABLE_SECONDS:
-        return initial
-    return min(previous * 2, MAX_BACKOFF)
-
-
 @dataclass
 class Child:
     name: str
     argv: list[str]
     metrics_port: int
+    metrics_dir: str = ""  # its multi-process metrics directory (daemon.metrics)
     proc: subprocess.Popen[bytes] | None = None
+    last_pid: int = 0
     started: float = 0.0
     delay: float = 0.0  # the last restart delay (0 = never restarted)
     next_start: float = 0.0  # monotonic time of the next start attempt
@@ -71,8 +72,11 @@ class Child:
     def spawn(self) -> None:
         # A new process group: a Ctrl-C at the terminal reaches serve only, which then
         # stops the children in order.
+        env = dict(os.environ)
+        if self.metrics_dir:
+            env[METRICS_ENV] = self.metrics_dir
         self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, close_fds=True, process_group=0
+            self.argv, stdin=subprocess.DEVNULL, close_fds=True, process_group=0, env=env
         )
         self.started = time.monotonic()
 
@@ -83,6 +87,7 @@ class Child:
         rc = self.proc.poll()
         if rc is None:
             return None
+        self.last_pid = self.proc.pid
         self.proc = None
         self.exits.append(rc)
         return rc

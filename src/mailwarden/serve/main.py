@@ -2,8 +2,10 @@
 
 Everything that can be wrong with the configuration is found before the first daemon
 starts, and reported as one line (``ConfigError``): an unknown daemon in ``--only``, a
-daemon this installation lacks, a listen address a daemon would refuse, a TCP port
-already in use, a metrics endpoint that cannot be bound.
+daemon this installation lacks, a listen address a daemon would refuse (the daemons'
+one parser, ``daemon.listen``), a TCP port already in use, a metrics endpoint that
+cannot be bound. Logging is ``daemon.logging``'s; the daemons' restart back-off is the
+skeleton's ``daemon.supervisor.next_delay``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import socket
-import sys
+import tempfile
 
 from prometheus_client import CollectorRegistry
 
 from mailwarden import config
 from mailwarden.config import Settings
+from mailwarden.daemon import listen as listening
+from mailwarden.daemon import logging as daemon_logging
+from mailwarden.daemon.listen import ListenError
+from mailwarden.daemon.metrics import collect_dirs, host_port
 from mailwarden.errors import ConfigError
 from mailwarden.metrics import ServeMetrics
+from mailwarden.milter.options import check_settings
 from mailwarden.serve import children
 from mailwarden.serve.endpoint import Endpoint
 from mailwarden.serve.supervisor import Supervisor
@@ -37,47 +45,34 @@ def selected(only: str | None) -> list[str]:
     names = [n.strip() for n in only.split(",") if n.strip()]
     for name in names:
         if name not in children.DAEMONS:
-            raise ConfigError(f"--only: unknown daemon {name!r} (policyd, milter, lmtpd)")
+            raise ConfigError(f"--only: unknown daemon {name!r} ({', '.join(children.DAEMONS)})")
         if not children.available(name):
             raise ConfigError(f"--only: {name} is not installed here (missing dependency)")
     return list(dict.fromkeys(names))
 
 
-def host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.removeprefix("inet:").rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{what} {text!r}: expected HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def tcp_listens(settings: Settings, name: str) -> list[tuple[str, int]]:
-    """The TCP addresses a daemon will bind, checked the way the daemon checks them."""
+    """The TCP addresses a daemon will bind, parsed by the daemons' one parser
+    (``daemon.listen``); the milter's settings are checked as the milter checks them."""
     if name == "policyd":
-        from mailwarden.policyd.__main__ import parse_listen
-
-        specs = [parse_listen(a) for a in settings.policy.listen]
-        return [(host, port) for kind, host, port in specs if kind == "tcp"]
-    if name == "milter":
-        from mailwarden.milter.__main__ import check_settings, libmilter_address
-
+        specs, key = settings.policy.listen, "policy.listen"
+    elif name == "milter":
         check_settings(settings.milter, settings.source)
-        out: list[tuple[str, int]] = []
-        for spec in settings.milter.listen:
-            addr = libmilter_address(spec)
-            if addr.startswith("inet:"):
-                mport, _, mhost = addr[5:].partition("@")
-                out.append((mhost or "0.0.0.0", int(mport)))
-        return out
-    from mailwarden.lmtpd.server import parse_listen as lmtp_listen
-
-    out = []
-    for spec in settings.lda.lmtp_listen:
+        specs, key = settings.milter.listen, "milter.listen"
+    elif name == "api":
+        specs, key = (settings.api.listen,), "api.listen"
+    elif name == "fetchd":
+        return []  # the mail fetcher listens on nothing (only its metrics port)
+    else:
+        specs, key = settings.lda.lmtp_listen, "lda.lmtp_listen"
+    out: list[tuple[str, int]] = []
+    for spec in specs:
         try:
-            kind, host, port = lmtp_listen(spec)
-        except ValueError as exc:
-            raise ConfigError(f"{settings.source}: lda.lmtp_listen: {exc}") from None
-        if kind == "inet":
-            out.append((host, port))
+            address = listening.parse(spec)
+        except ListenError as exc:
+            raise ConfigError(f"{settings.source}: {key}: {exc}") from None
+        if address.kind == "tcp":
+            out.append((address.host, address.port))
     return out
 
 
@@ -103,21 +98,27 @@ def build(settings: Settings, args: argparse.Namespace) -> tuple[Supervisor, End
         for host, port in tcp_listens(settings, name):
             check_free(host, port, f"{name}: port in use:")
     config_path = settings.source if os.path.isabs(settings.source) else None
-    kids = []
-    for name in names:
-        port = free_port()
-        kids.append(children.Child(name, children.command(name, config_path, port), port))
     registry = CollectorRegistry()
     metrics = ServeMetrics.create(registry)
     endpoint: Endpoint | None = None
     listen = config.metrics_listen(args.metrics, settings, "mailwarden serve")
     if listen is not None:  # off: no host endpoint; the children keep their private ports
-        host, port = host_port(listen, "metrics listen")
+        host, port = host_port(listen)
         try:
-            endpoint = Endpoint(host, port, registry, lambda: [k.metrics_port for k in kids])
+            endpoint = Endpoint(host, port, registry)
         except OSError as exc:
             raise ConfigError(f"metrics endpoint {host}:{port}: {exc.strerror}") from None
+    kids = []
+    for name in names:
+        port = free_port()
+        kids.append(children.Child(name, children.command(name, config_path, port), port))
     sup = Supervisor(kids, metrics, initial_backoff=args.backoff, stop_timeout=args.stop_timeout)
+    if endpoint is not None:  # the daemons count into directories the endpoint reads
+        sup.metrics_root = tempfile.mkdtemp(prefix="mailwarden-serve-metrics.")
+        for child in kids:
+            child.metrics_dir = os.path.join(sup.metrics_root, child.name)
+            os.mkdir(child.metrics_dir)
+        collect_dirs(registry, [k.metrics_dir for k in kids])
     return sup, endpoint
 
 
@@ -145,12 +146,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     sup, endpoint = build(settings, args)  # ConfigError: nothing started yet
     if not args.foreground:
         detach(args.log_file, args.pid_file)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s mailwarden-serve[%(process)d]: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    daemon_logging.setup("serve", "info")
     sup.install_signals()
     if endpoint is not None:
         endpoint.start()
@@ -164,6 +160,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if endpoint is not None:
             endpoint.close()
+        if sup.metrics_root:
+            shutil.rmtree(sup.metrics_root, ignore_errors=True)
         if not args.foreground:
             _remove(args.pid_file)
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from mailwarden.daemon.metrics import mark_dead
 from mailwarden.metrics import ServeMetrics
 from mailwarden.serve.children import Child, next_delay
 
@@ -50,6 +51,7 @@ class Supervisor:
         self.initial_backoff = initial_backoff
         self.stop_timeout = stop_timeout
         self.stopping = threading.Event()
+        self.metrics_root = ""  # the daemons' metrics directories (serve.main), if any
         for child in self.children:
             metrics.up.labels(child.name).set(0)
             metrics.restarts.labels(child.name)
@@ -91,6 +93,8 @@ class Supervisor:
         log.warning("serve: %s started (pid %s)", child.name, child.pid)
 
     def _exited(self, child: Child, rc: int, now: float) -> None:
+        if child.metrics_dir and child.last_pid:
+            mark_dead(child.last_pid, child.metrics_dir)  # its live gauges; counts stay
         uptime = now - child.started
         child.delay = next_delay(child.delay, uptime, self.initial_backoff)
         child.next_start = now + child.delay

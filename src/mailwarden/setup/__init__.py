@@ -13,6 +13,11 @@ setup owns inside a file shared with the admin sits between ``# BEGIN mailwarden
 ``# END mailwarden`` (``markers``); nothing outside is touched. Re-running with the
 same answers plans nothing.
 
+``--relayhost [host]:port`` (``smarthost``) adds an ISP's smarthost: ``relayhost``, a
+SASL password map (0600 root, the password read from stdin and shown as ``***``) and a
+TLS policy entry that requires TLS to that server only; ``--relayhost none`` takes it
+out again. The ``[smarthost]`` section of the TOML file remembers it (no password).
+
 Dovecot's version (``dovecot --version``) picks the files: 2.3 (Debian 12) conf.d marker
 blocks, or one ``conf.d/99-mailwarden.conf`` for 2.4 (Debian 13). A hosted domain is
 taken out of ``mydestination`` (``classes``), where local(8) would bounce its mail.

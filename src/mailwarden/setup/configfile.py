@@ -57,8 +57,19 @@ def settings_for(a: Answers) -> Settings:
             old.milter, listen=(a.milter_listen,), clamd=a.clamd, spamd=a.spamd
         ),
         metrics=dataclasses.replace(old.metrics, listen=a.metrics_listen),
+        smarthost=_smarthost(a, old.smarthost),
         source=a.config_path,
     )
+
+
+def _smarthost(a: Answers, old: config.SmarthostSettings) -> config.SmarthostSettings:
+    """What the file records of the smarthost (never its password)."""
+    sh = a.smarthost
+    if sh is None:
+        return old
+    if not sh.relayhost:
+        return config.SmarthostSettings()
+    return config.SmarthostSettings(sh.relayhost, sh.user, sh.tls, sh.cafile)
 
 
 def text(settings: Settings) -> str:

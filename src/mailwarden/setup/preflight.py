@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from mailwarden.errors import ConfigError, MailwardenError
-from mailwarden.setup import targets
+from mailwarden.setup import postconf, targets
 from mailwarden.setup.answers import Answers
 from mailwarden.store.db import Database, parse_url
 
@@ -24,6 +24,7 @@ def run_all(a: Answers) -> None:
     database(a.database_url)
     mail_root(a.mail_root)
     ports(a)
+    sockets(a)
 
 
 def _have(program: str) -> bool:
@@ -189,3 +190,12 @@ def ports(a: Answers) -> None:
                     f"{what} port {where[0]}:{where[1]} is in use ({exc.strerror}): "
                     f"stop what listens there or give --{what}-listen"
                 ) from None
+
+
+def sockets(a: Answers) -> None:
+    """lmtpd's and the milter's unix sockets: an absolute path, and group postfix for the
+    directories setup keeps below the queue directory (``targets.socket_dirs``)."""
+    for what, spec in (("lmtp", a.lmtp_listen), ("milter", a.milter_listen)):
+        if spec.startswith(("unix:", "local:")) and not os.path.isabs(spec.split(":", 1)[1]):
+            raise ConfigError(f"--{what}-listen {spec!r}: the socket path must be absolute")
+    targets.socket_dirs(a, postconf.queue_directory(a.postfix_dir))

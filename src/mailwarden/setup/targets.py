@@ -6,16 +6,21 @@ which ask ``postconf`` about a config directory.
 
 from __future__ import annotations
 
+import grp
+import os
 import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailwarden.errors import ConfigError
-from mailwarden.setup import markers
+from mailwarden.setup import markers, smarthost
 from mailwarden.setup.answers import Answers
+from mailwarden.setup.postconf import postconf as _postconf
+from mailwarden.setup.postconf import queue_directory
 from mailwarden.setup.render import main_cf_settings, normalize, placeholders, render
 from mailwarden.store.db import parse_url
 
@@ -47,25 +52,79 @@ def values(a: Answers) -> dict[str, str]:
     )
 
 
-def queue_directory(postfix_dir: str) -> str:
-    """Postfix's ``queue_directory`` for that config directory (Dovecot puts the SASL
-    socket below it); the Debian default when there is no main.cf yet."""
-    if not (Path(postfix_dir) / "main.cf").exists() or not shutil.which("postconf"):
-        return "/var/spool/postfix"
-    return _postconf(postfix_dir, "-h", "queue_directory").strip() or "/var/spool/postfix"
+def postfix_address(spec: str, *, milter: bool = False, queue_dir: str = "") -> str:
+    """A mailwarden listen address as Postfix writes it (inet:HOST:PORT or unix:/path).
 
-
-def postfix_address(spec: str, *, milter: bool = False) -> str:
-    """A mailwarden listen address as Postfix writes it (inet:HOST:PORT or unix:/path)."""
+    A unix socket below ``queue_dir`` is named relative to it (``unix:mailwarden-lmtpd/
+    lmtp.sock``): Postfix's daemons run in the queue directory, chrooted or not, so the
+    one name works either way (an absolute path would not inside Debian's chroot)."""
     if spec.startswith(("unix:", "local:")):
-        return "unix:" + spec.split(":", 1)[1]
+        path = spec.split(":", 1)[1]
+        top = queue_dir.rstrip("/") + "/"
+        if queue_dir and path.startswith(top):
+            return "unix:" + path[len(top) :]
+        return "unix:" + path
     if milter and spec.startswith("inet:") and "@" in spec:
         port, _, host = spec[5:].partition("@")
         return f"inet:{host}:{port}"
     return "inet:" + spec.removeprefix("inet:")
 
 
-def main_cf(a: Answers, contrib: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class SocketDir:
+    """A directory setup keeps for a daemon's unix socket: ``uid``:postfix, 0750."""
+
+    path: Path
+    uid: int
+    gid: int
+    what: str
+    mode: int = 0o750
+
+    @property
+    def ok(self) -> bool:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (self.uid, self.gid, self.mode)
+
+    def describe(self) -> str:
+        return f"install -d -o {self.uid} -g {self.gid} -m {self.mode:04o} {self.path}"
+
+
+def _uid(user: str, fallback: int) -> int:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return fallback
+
+
+def postfix_gid() -> int:
+    try:
+        return grp.getgrnam("postfix").gr_gid
+    except KeyError:
+        raise ConfigError("there is no group postfix: is Postfix installed?") from None
+
+
+def socket_dirs(a: Answers, queue_dir: str) -> list[SocketDir]:
+    """The socket directories setup owns: a unix listen address of lmtpd or the milter
+    whose directory is ``<queue_dir>/mailwarden*`` (its defaults). lmtpd's belongs to
+    the mail user (what the systemd unit runs it as), the milter's to user mailwarden
+    (root when there is none); group postfix lets Postfix in, nobody else."""
+    out = []
+    for what, spec, uid in (
+        ("lmtpd", a.lmtp_listen, a.mail_uid),
+        ("milter", a.milter_listen, _uid("mailwarden", 0)),
+    ):
+        if not spec.startswith("unix:"):
+            continue
+        parent = Path(spec[5:]).parent
+        if parent.parent == Path(queue_dir) and parent.name.startswith("mailwarden"):
+            out.append(SocketDir(parent, uid, postfix_gid(), what))
+    return out
+
+
+def main_cf(a: Answers, contrib: Path, queue_dir: str = "") -> dict[str, str]:
     """Every main.cf setting mailwarden owns, with its value."""
     v = values(a)
     wanted: dict[str, str] = {}
@@ -75,11 +134,11 @@ def main_cf(a: Answers, contrib: Path) -> dict[str, str]:
     wanted.update(main_cf_settings(policy))
     wanted.update(main_cf_settings((contrib / "postfix/main.cf.sasl").read_text()))
     lda = main_cf_settings((contrib / "postfix/main.cf.lda").read_text())
-    lda["virtual_transport"] = "lmtp:" + postfix_address(a.lmtp_listen)
+    lda["virtual_transport"] = "lmtp:" + postfix_address(a.lmtp_listen, queue_dir=queue_dir)
     wanted.update(lda)
     wanted.update(
         {
-            "smtpd_milters": postfix_address(a.milter_listen, milter=True),
+            "smtpd_milters": postfix_address(a.milter_listen, milter=True, queue_dir=queue_dir),
             "non_smtpd_milters": "$smtpd_milters",
             "milter_default_action": "tempfail",
             "milter_protocol": "6",
@@ -166,6 +225,8 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
     # last_login: IMAP/POP3 logins reach mailboxes.last_login through the same dict.
     last_login = render((contrib / "dovecot/92-mailwarden-last-login.conf").read_text(), v)
     sasl = render((contrib / "dovecot/11-mailwarden-sasl.conf").read_text(), v)
+    # Drafts, Sent, Trash, Junk created and subscribed at a login (auto = subscribe).
+    folders = (contrib / "dovecot/15-mailwarden-mailboxes.conf").read_text()
     return {
         d / SQL_FILE: (sql, False),
         d / DICT_FILE: (dict_map, False),
@@ -174,6 +235,7 @@ def dovecot_files(a: Answers, contrib: Path) -> dict[Path, tuple[str, bool]]:
         d / "conf.d/90-mailwarden-quota.conf": (quota, True),
         d / "conf.d/91-mailwarden-quota-clone.conf": (clone, True),
         d / "conf.d/92-mailwarden-last-login.conf": (last_login, True),
+        d / "conf.d/15-mailwarden-mailboxes.conf": (folders, True),
     }
 
 
@@ -192,20 +254,6 @@ def dovecot24_text(a: Answers, contrib: Path, v: dict[str, str]) -> str:
     return head + text.rstrip("\n") + "\n\n" + sasl.rstrip("\n") + "\n" + DOVECOT24_DEBIAN
 
 
-def _postconf(postfix_dir: str, *args: str) -> str:
-    proc = subprocess.run(
-        ["postconf", "-c", postfix_dir, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        line = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise ConfigError(f"postconf -c {postfix_dir}: {line}")
-    return proc.stdout
-
-
 def current_main_cf(postfix_dir: str) -> dict[str, str]:
     """Explicit main.cf settings (``postconf -n``), whitespace-normalised."""
     if not (Path(postfix_dir) / "main.cf").exists():
@@ -222,6 +270,41 @@ def changed_settings(wanted: dict[str, str], current: dict[str, str]) -> list[tu
     return [(k, v) for k, v in wanted.items() if current.get(k) != v]
 
 
+def postconf_x(postfix_dir: str, keys: list[str]) -> None:
+    if keys:
+        _postconf(postfix_dir, "-X", *keys)
+
+
+def database_type(postfix_dir: str) -> str:
+    """Postfix's ``default_database_type`` (hash on Debian 12, lmdb on newer builds)."""
+    if not shutil.which("postconf"):
+        return "hash"
+    return _postconf(postfix_dir, "-h", "default_database_type").strip() or "hash"
+
+
+def indexed_file(source: Path, db_type: str) -> Path:
+    """The file ``postmap TYPE:source`` writes (``source.db`` for hash)."""
+    return source.with_name(source.name + smarthost.DB_SUFFIX.get(db_type, ".db"))
+
+
+def postmap(postfix_dir: str, spec: str, secret: bool) -> None:
+    """``postmap TYPE:FILE``; a secret map's output is created 0600 (umask) and kept so."""
+    proc = subprocess.run(
+        ["postmap", "-c", postfix_dir, spec],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        umask=0o077 if secret else -1,
+    )
+    if proc.returncode != 0:
+        line = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise ConfigError(f"postmap {spec}: {line}")
+    if secret:
+        db_type, _, source = spec.partition(":")
+        os.chmod(indexed_file(Path(source), db_type), 0o600)
+
+
 def postconf_e(postfix_dir: str, settings: list[tuple[str, str]]) -> None:
     path = Path(postfix_dir) / "main.cf"
     if not path.exists():
@@ -230,7 +313,9 @@ def postconf_e(postfix_dir: str, settings: list[tuple[str, str]]) -> None:
         _postconf(postfix_dir, "-e", *(f"{k} = {v}" for k, v in settings))
 
 
-def preview_main_cf(postfix_dir: str, settings: list[tuple[str, str]]) -> tuple[str, str]:
+def preview_main_cf(
+    postfix_dir: str, settings: list[tuple[str, str]], remove: list[str] | None = None
+) -> tuple[str, str]:
     """(old, new) main.cf text: postconf -e run on a copy in a temporary directory."""
     src = Path(postfix_dir) / "main.cf"
     old = src.read_text() if src.exists() else ""
@@ -240,5 +325,6 @@ def preview_main_cf(postfix_dir: str, settings: list[tuple[str, str]]) -> tuple[
         if (Path(postfix_dir) / "master.cf").exists():
             shutil.copy(Path(postfix_dir) / "master.cf", Path(tmp) / "master.cf")
         postconf_e(tmp, settings)
+        postconf_x(tmp, remove or [])
         new = (Path(tmp) / "main.cf").read_text()
     return old, new

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from mailwarden.errors import Conflict, NotFound, UsageError
-from mailwarden.store import domains
+from mailwarden.store import domains, lists
 from mailwarden.store.db import Row, Tx
 
 DISCARD = "discard"
@@ -77,6 +77,8 @@ def add(
     domains.lock(tx, domain.id)
     if local_part and tx.scalar("SELECT 1 FROM mailboxes WHERE address = ?", (source,)):
         raise Conflict(f"{source} is a mailbox; use 'forward set' to send its mail elsewhere")
+    if local_part:
+        lists.refuse_list(tx, source)
     _check_limit(tx, domain, source)
     now = int(time.time())
     for target in targets:
@@ -145,7 +147,7 @@ def check_destination(tx: Tx, target: str, *, delimiter: str = "+") -> None:
     if target == DISCARD:
         return
     local, _, name = target.rpartition("@")
-    domain = domains.get(tx, name)
+    domain = domains.covering(tx, name)  # exact, else the wildcard that hosts it
     if domain is None or domain.kind == "relay":
         return  # someone else's address: fine
     address = f"{local}@{domain.alias_of}" if domain.kind == "alias" else target
@@ -158,6 +160,7 @@ def _known(tx: Tx, address: str) -> bool:
     return bool(
         tx.scalar("SELECT 1 FROM mailboxes WHERE address = ?", (address,))
         or tx.scalar("SELECT 1 FROM aliases WHERE source = ?", (address,))
+        or lists.is_list(tx, address)
     )
 
 
@@ -204,7 +207,7 @@ def next_hops(tx: Tx, node: str, *, delimiter: str = "+") -> list[str]:
     if node == DISCARD:
         return []
     local, _, name = node.rpartition("@")
-    domain = domains.get(tx, name)
+    domain = domains.covering(tx, name)
     if domain is None or domain.kind == "relay":
         return []
     if domain.kind == "alias":

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailwarden.errors import ConfigError, Conflict, StoreError, StoreUnavailable
 
@@ -174,11 +174,21 @@ def _first_line(exc: BaseException) -> str:
 class Database:
     """Connections for one database URL, one per thread, opened lazily."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0, create: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        create: bool = False,
+        read_only: bool = False,
+    ) -> None:
         self.url = parse_url(url)
         self.dialect = self.url.dialect
         self._timeout = connect_timeout
         self._create = create
+        # read_only (someone else's database, e.g. an import source): SQLite opened with
+        # mode=ro and left in its journal mode; MySQL sessions READ ONLY.
+        self._read_only = read_only
         self._local = threading.local()
 
     def _connect(self) -> Any:
@@ -189,13 +199,20 @@ class Database:
     def _connect_sqlite(self) -> sqlite3.Connection:
         path = self.url.path
         if not self._create and not os.path.exists(path):
-            raise StoreUnavailable(
-                f"database {self.url.masked} does not exist; run 'mailwarden db init'"
-            )
+            hint = "" if self._read_only else "; run 'mailwarden db init'"
+            raise StoreUnavailable(f"database {self.url.masked} does not exist{hint}")
         if self._create:
             os.makedirs(os.path.dirname(path) or "/", mode=0o750, exist_ok=True)
         try:
             # timeout= is SQLite's busy timeout (sqlite3_busy_timeout), in seconds.
+            if self._read_only:
+                return sqlite3.connect(
+                    "file:" + quote(path) + "?mode=ro",
+                    uri=True,
+                    timeout=self._timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             conn = sqlite3.connect(
                 path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
@@ -211,7 +228,7 @@ class Database:
 
         u = self.url
         try:
-            return pymysql.connect(
+            conn = pymysql.connect(
                 host=u.host,
                 port=u.port,
                 user=u.user,
@@ -224,10 +241,13 @@ class Database:
                 charset="utf8mb4",
                 autocommit=True,
             )
+            if self._read_only:
+                conn.cursor().execute("SET SESSION TRANSACTION READ ONLY")
         except pymysql.err.MySQLError as exc:
             raise StoreUnavailable(
                 f"cannot connect to database {u.masked}: {_first_line(exc)}"
             ) from None
+        return conn
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)

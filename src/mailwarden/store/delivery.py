@@ -1,10 +1,11 @@
-"""Store queries for the delivery agent (``lda``): recipient, spam layers, vacation, quota.
+"""Store queries for the delivery core: recipient, vacation log, quota usage.
 
 Spam settings and the vacation message itself come from ``store.spam`` and
 ``store.vacation``; this module adds what only delivery needs.
 
-Who calls it: ``delivery.deliver`` and ``delivery.vacation`` (from lmtpd's worker threads or the
-pipe LDA), each call inside a transaction the caller opens.
+Who calls it: ``store.sql.SqlStore`` (the ``DeliveryStore`` of ``store.facts`` the
+delivery core holds) and ``delivery.usage`` (lmtpd's write-behind of ``quota_usage``),
+each call inside a transaction the caller opens.
 
 The LDA receives the *final* mailbox address: Postfix (or Exim) has already expanded
 aliases, forwards and alias domains; only a ``+extension`` may remain, which the caller
@@ -15,23 +16,18 @@ Errors: ``StoreUnavailable``/``StoreError`` from ``store.db`` (the LDA answers 4
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailwarden.store.db import Tx
+from mailwarden.store.facts import Recipient
 
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    id: int
-    address: str
-    local_part: str
-    domain_id: int
-    domain: str
-    maildir: str
-    quota_bytes: int
-    quota_messages: int
-    active: bool  # mailbox and its domain both active
-    services: int = 7  # services bits: without mail the LDA refuses (core.recipient)
+__all__ = [
+    "Recipient",
+    "claim_vacation_reply",
+    "find_recipient",
+    "record_usage",
+    "record_usage_only",
+    "user_addresses",
+    "warned_percent",
+]
 
 
 def find_recipient(tx: Tx, address: str) -> Recipient | None:
@@ -50,7 +46,7 @@ def find_recipient(tx: Tx, address: str) -> Recipient | None:
         address=str(row["address"]),
         local_part=str(row["local_part"]),
         domain_id=int(row["domain_id"]),
-        domain=str(row["domain"]),
+        domain=str(row["address"]).rpartition("@")[2],  # concrete under a wildcard domain
         maildir=str(row["maildir"]),
         quota_bytes=int(row["quota_bytes"]),
         quota_messages=int(row["quota_messages"]),

@@ -5,6 +5,11 @@ Kinds (DESIGN §5):
   ``alias``  every address ``x@alias`` maps to ``x@target``; ``target`` must be local
   ``relay``  backup MX / ``relay_domains``: mail is passed on with ``transport``
              (none = Postfix's ``relay_transport``)
+Wildcards (``core.domainmatch``): a local or relay domain may be named ``*.example.test``
+and then hosts every subdomain of example.test; the exact name wins, then the longest
+wildcard (``covering``). Mailboxes and aliases are created under concrete names
+(``user@sub.example.test``) and belong to the domain that covers them; a new domain that
+would take such addresses from their wildcard is refused (``displaced``).
 Limits (0 = unlimited): ``max_mailboxes``, ``max_aliases`` (distinct alias sources),
 ``default_quota_bytes`` (given to new mailboxes), ``max_message_bytes``.
 
@@ -18,12 +23,14 @@ domain and the domain is an alias or relay domain (the message names the target 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailwarden.errors import NotFound, UsageError
+from mailwarden.core import domainmatch
+from mailwarden.errors import Conflict, NotFound, UsageError
 from mailwarden.store.db import Row, Tx
 
 KINDS = ("local", "alias", "relay")
@@ -111,9 +118,45 @@ def filter_id(tx: Tx, name: str | None) -> int | None:
     return require(tx, name).id if name else None
 
 
+def covering(tx: Tx, name: str) -> Domain | None:
+    """The domain that hosts the concrete name ``name``: the exact row, else the longest
+    wildcard (``core.domainmatch``), switched off or not; None when nothing covers it."""
+    names = domainmatch.candidates(name)
+    marks = ", ".join("?" * len(names))
+    rows = {r["name"]: r for r in tx.all(_SELECT + f" WHERE d.name IN ({marks})", tuple(names))}
+    found = domainmatch.best(name, rows)
+    return None if found is None else _domain(rows[found])
+
+
+def displaced(tx: Tx, name: str) -> list[str]:
+    """Addresses stored under a wildcard domain that the new domain ``name`` (already
+    inserted in ``tx``) would take over; adding it must be refused while there are any."""
+    pattern = "%." + domainmatch.suffix(name) if domainmatch.is_wildcard(name) else "%@" + name
+    found = []
+    for table, column in (("mailboxes", "address"), ("aliases", "source")):
+        rows = tx.all(
+            f"SELECT x.{column} AS address, x.domain_id FROM {table} x"
+            f" JOIN domains d ON d.id = x.domain_id"
+            f" WHERE d.name LIKE '*.%' AND x.{column} LIKE ?",
+            (pattern,),
+        )
+        for row in rows:
+            host = covering(tx, str(row["address"]).rpartition("@")[2])
+            if host is None or host.id != int(row["domain_id"]):
+                found.append(str(row["address"]))
+    return sorted(set(found))
+
+
 def require_local(tx: Tx, name: str, what: str) -> Domain:
-    """The local domain ``name``; ``what`` ("user", "alias") words the refusal."""
-    domain = require(tx, name)
+    """The local domain that hosts ``name`` (exact, else a wildcard: ``covering``);
+    ``what`` ("user", "alias") words the refusal. For a wildcard the answer carries the
+    wildcard's id and settings under the concrete ``name``, so that addresses built from
+    it (``local@domain.name``) are concrete."""
+    domain = covering(tx, name)
+    if domain is None:
+        raise NotFound(f"unknown domain {name!r}")
+    if domain.name != name:
+        domain = dataclasses.replace(domain, name=name)
     if domain.kind == "alias":
         raise UsageError(
             f"{domain.name} is an alias domain of {domain.alias_of}; "
@@ -150,6 +193,12 @@ def add(
         raise ValueError(f"unknown domain kind {kind!r}")
     if (kind == "alias") != (alias_of is not None):
         raise ValueError("alias_of is required for, and only for, an alias domain")
+    if domainmatch.is_wildcard(name) and kind not in domainmatch.WILDCARD_KINDS:
+        raise UsageError(f"{name}: a wildcard can be a local or relay domain, not {kind}")
+    if alias_of is not None and domainmatch.is_wildcard(alias_of.name):
+        raise UsageError(
+            f"{alias_of.name} is a wildcard; an alias domain must point at an exact local domain"
+        )
     if alias_of is not None and not alias_of.is_local:
         raise UsageError(
             f"{alias_of.name} is not a local domain ({alias_of.kind}); "
@@ -173,6 +222,13 @@ def add(
         ),
         conflict=f"domain {name} already exists",
     )
+    taken = displaced(tx, name)
+    if taken:
+        more = f" (and {len(taken) - 3} more)" if len(taken) > 3 else ""
+        raise Conflict(
+            f"domain {name} would take {', '.join(taken[:3])}{more} from the wildcard "
+            "domain that holds them now; remove or move those addresses first"
+        )
     return require(tx, name)
 
 

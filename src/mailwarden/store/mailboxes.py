@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailwarden.errors import Conflict, NotFound, UsageError
-from mailwarden.store import domains
+from mailwarden.store import domains, lists
 from mailwarden.store.db import Row, Tx
 
 SERVICES = {"mail": 1, "calendar": 2, "contacts": 4}
@@ -155,6 +155,7 @@ def add(tx: Tx, domain: domains.Domain, new: NewMailbox) -> Mailbox:
     domains.lock(tx, domain.id)
     if tx.scalar("SELECT 1 FROM aliases WHERE source = ?", (address,)) is not None:
         raise Conflict(f"{address} is an alias; remove it first or use forward")
+    lists.refuse_list(tx, address)
     if exists(tx, address):
         raise Conflict(f"mailbox {address} already exists")
     if domain.max_mailboxes and count(tx, domain.id) >= domain.max_mailboxes:
@@ -210,7 +211,15 @@ def set_keep_copy(tx: Tx, mailbox_id: int, keep_copy: bool) -> None:
 
 
 def remove(tx: Tx, mailbox_id: int) -> None:
-    """Delete the row (its forwards, grants and settings go with it; the Maildir stays)."""
+    """Delete the row (its forwards, grants and settings go with it; the Maildir stays),
+    and its usage: ``quota_usage`` (also where foreign keys are not enforced) and the
+    copy Dovecot's quota_clone keeps under the address (``dovecot_quota``), so a mailbox
+    created later under the same address starts without the old numbers."""
+    tx.execute(
+        "DELETE FROM dovecot_quota WHERE username = (SELECT address FROM mailboxes WHERE id = ?)",
+        (mailbox_id,),
+    )
+    tx.execute("DELETE FROM quota_usage WHERE mailbox_id = ?", (mailbox_id,))
     tx.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
 
 
@@ -247,3 +256,14 @@ def list_all(tx: Tx, domain_id: int | None = None) -> list[Row]:
         }
         for r in rows
     ]
+
+
+def mark_first_login(tx: Tx, mailbox_id: int, now: int) -> bool:
+    """Record the first login (``provisioned_at``, and ``last_login`` when unset): True
+    if this call did it, False if an earlier login had (schema 0010)."""
+    changed = tx.execute(
+        "UPDATE mailboxes SET provisioned_at = ?, last_login = COALESCE(last_login, ?)"
+        " WHERE id = ? AND provisioned_at IS NULL",
+        (now, now, mailbox_id),
+    )
+    return changed == 1

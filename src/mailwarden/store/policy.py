@@ -1,12 +1,14 @@
 """Policy lookups: the recipient and sender facts only the policy daemon asks for.
 
-Who calls it: ``policyd.checks`` (through its TTL cache, from worker threads). Each
-function takes an open ``Tx`` and returns plain facts for ``core``; none decides.
+Who calls it: ``store.sql.SqlStore`` (the ``PolicyFacts`` of ``store.facts``, which
+``policyd.checks`` asks through its TTL cache, from worker threads). Each function takes
+an open ``Tx`` and returns the plain facts of ``store.facts`` for ``core``; none decides.
 
-What it reads: domains (kind, alias target, size limit), mailboxes, aliases (exact and
-catch-all), forwards (a forward-only address is a mailbox row), send-as grants and quota
-usage. It writes nothing. The daemon's other queries live with their tables and are
-shared with the admin CLI: access lists and ``enforce`` flags in ``store.spam``, rate
+What it reads: domains (kind, alias target, size limit; wildcards by
+``core.domainmatch``), mailboxes, aliases (exact and catch-all), forwards (a
+forward-only address is a mailbox row), send-as grants and quota usage. It writes
+nothing. The daemon's other queries live with their tables and are shared with the
+admin CLI: access lists and ``enforce`` flags in ``store.spam``, rate
 limits and counters in ``store.ratelimit``, relay networks in ``store.relay``.
 
 Errors: whatever ``store.db`` raises (``StoreUnavailable`` when the database is down);
@@ -15,53 +17,34 @@ the daemon turns all of them into 4.3.0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailwarden.address import Address, strip_extension
+from mailwarden.core import domainmatch
+from mailwarden.store import lists
 from mailwarden.store.db import Tx
+from mailwarden.store.facts import DomainFacts, Quota, Resolved
 
-
-@dataclass(frozen=True, slots=True)
-class DomainFacts:
-    """An active hosted domain; for an alias domain, ``target`` is the local domain."""
-
-    name: str
-    kind: str  # local | alias | relay
-    target: str  # the domain whose mailboxes serve it (== name unless kind is alias)
-    max_message_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    """What a hosted recipient leads to (``core.recipient.RecipientFacts`` plus ids)."""
-
-    mailbox_id: int | None = None
-    mailbox: str = ""  # the mailbox address, for per-mailbox lists
-    services: int = 7  # the mailbox's services bits (core.recipient: no mail -> 5.2.1)
-    forwarded: bool = False  # the mailbox has forwards
-    keep_copy: bool = False  # and keeps a copy of forwarded mail
-    alias: bool = False
-    catchall: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    quota_bytes: int
-    quota_messages: int
-    used_bytes: int
-    used_messages: int
+__all__ = ["DomainFacts", "Quota", "Resolved", "domain", "owned_addresses", "quota", "resolve"]
 
 
 def domain(tx: Tx, name: str) -> DomainFacts | None:
-    """The active hosted domain ``name`` (normalised), or None."""
-    row = tx.one(
-        "SELECT d.kind, d.max_message_bytes, t.name AS target, t.active AS target_active, "
-        "t.max_message_bytes AS target_max FROM domains d "
-        "LEFT JOIN domains t ON t.id = d.alias_of WHERE d.name = ? AND d.active = 1",
-        (name,),
-    )
-    if row is None:
+    """The active hosted domain ``name`` (normalised), or None: the exact row, else the
+    longest wildcard (``core.domainmatch``); a switched-off winner hosts nothing. A
+    wildcard answers under the concrete ``name`` (its mailboxes are stored so)."""
+    names = domainmatch.candidates(name)
+    marks = ", ".join("?" * len(names))
+    rows = {
+        str(r["name"]).lower(): r
+        for r in tx.all(
+            "SELECT d.name, d.kind, d.active, d.max_message_bytes, t.name AS target,"
+            " t.active AS target_active, t.max_message_bytes AS target_max FROM domains d"
+            f" LEFT JOIN domains t ON t.id = d.alias_of WHERE d.name IN ({marks})",
+            tuple(names),
+        )
+    }
+    found = domainmatch.best(name, rows)
+    if found is None or not rows[found]["active"]:
         return None
+    row = rows[found]
     kind = str(row["kind"])
     if kind != "alias":
         return DomainFacts(name, kind, name, int(row["max_message_bytes"]))
@@ -94,6 +77,8 @@ def resolve(tx: Tx, addr: Address, target_domain: str, delimiter: str) -> Resolv
                 keep_copy=bool(row["forward_keep_copy"]),
             )
         if tx.one("SELECT 1 AS x FROM aliases WHERE source = ? AND active = 1", (name,)):
+            return Resolved(alias=True)
+        if lists.is_list(tx, name):  # a mailing list takes mail like an alias
             return Resolved(alias=True)
     found = tx.one(
         "SELECT 1 AS x FROM aliases WHERE source = ? AND active = 1", (f"@{target_domain}",)

@@ -1,6 +1,6 @@
 """Quota usage of mailboxes (table ``quota_usage``, limits in ``mailboxes``).
 
-Who calls it: ``mailwarden quota show|list`` and the delivery agent, which keeps the
+Who calls it: ``mailwarden quota show|list|recalc`` and the delivery agent, which keeps the
 Maildir++ ``maildirsize`` file as the truth and mirrors its sums here after each delivery
 (``set_usage``) so that the policy daemon can refuse mail for a full mailbox at RCPT time
 and admins can list who is close to the limit. ``warned_percent`` remembers the highest
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mailwarden.store.db import Tx
+from mailwarden.store.db import Row, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,20 @@ def set_warned(tx: Tx, mailbox_id: int, percent: int) -> None:
     tx.execute(
         "UPDATE quota_usage SET warned_percent = ? WHERE mailbox_id = ?", (percent, mailbox_id)
     )
+
+
+def mailboxes(tx: Tx, *, domain: str | None = None, address: str | None = None) -> list[Row]:
+    """``{id, address, maildir, quota_bytes, quota_messages}`` of every mailbox (of one
+    domain, or one address), by address: what ``quota recalc`` walks."""
+    sql = (
+        "SELECT m.id, m.address, m.maildir, m.quota_bytes, m.quota_messages FROM mailboxes m "
+        "JOIN domains d ON d.id = m.domain_id"
+    )
+    if address is not None:
+        return tx.all(sql + " WHERE m.address = ?", (address,))
+    if domain is not None:
+        return tx.all(sql + " WHERE d.name = ? ORDER BY m.address", (domain,))
+    return tx.all(sql + " ORDER BY m.address")
 
 
 def report(

@@ -10,13 +10,15 @@ Scopes (see ``store.scopes``):
     a local domain      the default for each mailbox of the domain: every login gets the
                         limit with its own counter; a mailbox's own row for the same
                         period wins over it (also a row of 0/0: that login is unlimited);
-    ``client:NETWORK``  a client address or network, counted per client address (as
-                        ``core.ratelimit`` does). When several client networks contain
-                        the client, the longest prefix wins per period.
+    ``client:NETWORK``  a client address or network, counted per client address. When
+                        several client networks contain the client, the most specific
+                        one's rows apply (``core.ratelimit.client_scope``).
 ``max_messages``/``max_recipients`` of 0 mean unlimited.
 
-Counters are keyed by ``(counter_key, period, window_start)``; ``Limit.key`` is the key to
-count under (``login:<address>`` or ``client:<client address>``). The window arithmetic is the
+Which limits apply to a message (those rules) is ``core.ratelimit.applicable``, fed with
+``limit_rows``; this module decides nothing. Counters are keyed by ``(counter_key,
+period, window_start)``; ``core.ratelimit.Limit.key`` is the key to count under
+(``login:<address>`` or ``client:<client address>``). The window arithmetic is the
 caller's (``core.ratelimit.window``). ``add_usage`` is one atomic upsert-increment, so
 concurrent daemons add up and counters survive restarts.
 
@@ -26,30 +28,14 @@ period other than hour/day or for setting nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from mailwarden.core import relaynet
-from mailwarden.core.ratelimit import CLIENT_PREFIX
 from mailwarden.core.ratelimit import Usage as Usage  # noqa: PLC0414 - re-exported
 from mailwarden.errors import NotFound, UsageError
 from mailwarden.store.db import Tx
 from mailwarden.store.scopes import Scope
 
 PERIODS = ("hour", "day")
-LOGIN_PREFIX = "login:"
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """One limit that applies; count under ``key``."""
-
-    key: str
-    scope: str
-    kind: str  # "mailbox", "domain" or "client"
-    period: str
-    max_messages: int
-    max_recipients: int
 
 
 def check_period(period: str) -> str:
@@ -116,51 +102,6 @@ def limit_rows(tx: Tx) -> tuple[tuple[str, str, int, int], ...]:
     return tuple((r["scope"], r["period"], r["messages"], r["recipients"]) for r in list_limits(tx))
 
 
-def limits_for(tx: Tx, login_address: str | None, client_ip: str) -> list[Limit]:
-    """The limits for one SMTP transaction: the login's (own row over its domain's,
-    per period) and the client's (longest prefix per period). Unlimited ones left out."""
-    found: list[Limit] = []
-    if login_address:
-        found += _login_limits(tx, login_address.strip().lower())
-    client = relaynet.parse_client(client_ip)
-    if client is not None:
-        found += _client_limits(tx, client)
-    return [lim for lim in found if lim.max_messages or lim.max_recipients]
-
-
-def _login_limits(tx: Tx, login: str) -> list[Limit]:
-    rows = tx.all(
-        "SELECT r.scope, r.domain_id, r.mailbox_id, r.period, r.max_messages, r.max_recipients "
-        "FROM rate_limits r JOIN mailboxes m "
-        "ON m.id = r.mailbox_id OR (r.mailbox_id IS NULL AND m.domain_id = r.domain_id) "
-        "WHERE m.address = ?",
-        (login,),
-    )
-    best: dict[str, Limit] = {}
-    for r in rows:
-        lim = _limit(r, LOGIN_PREFIX + login)
-        if lim.period not in best or lim.kind == "mailbox":
-            best[lim.period] = lim
-    return [best[p] for p in PERIODS if p in best]
-
-
-def _client_limits(tx: Tx, client: relaynet.IPAddress) -> list[Limit]:
-    rows = tx.all(
-        "SELECT scope, domain_id, mailbox_id, period, max_messages, max_recipients "
-        "FROM rate_limits WHERE scope LIKE ?",
-        (CLIENT_PREFIX + "%",),
-    )
-    best: dict[str, tuple[int, Limit]] = {}
-    for r in rows:
-        net = _client_network(str(r["scope"]))
-        if net is None or not relaynet.contains(net, client):
-            continue
-        lim = _limit(r, CLIENT_PREFIX + str(client))
-        if lim.period not in best or net.prefixlen > best[lim.period][0]:
-            best[lim.period] = (net.prefixlen, lim)
-    return [best[p][1] for p in PERIODS if p in best]
-
-
 def add_usage(  # noqa: PLR0917 - the counter's key columns, then what to add
     tx: Tx, key: str, period: str, window_start: int, messages: int, recipients: int
 ) -> None:
@@ -218,21 +159,3 @@ def _kind(row: dict[str, Any]) -> str:
     if row["domain_id"] is not None:
         return "domain"
     return "client"
-
-
-def _limit(row: dict[str, Any], key: str) -> Limit:
-    return Limit(
-        key,
-        str(row["scope"]),
-        _kind(row),
-        str(row["period"]).lower(),
-        int(row["max_messages"]),
-        int(row["max_recipients"]),
-    )
-
-
-def _client_network(scope: str) -> relaynet.IPNetwork | None:
-    try:
-        return relaynet.parse_cidr(scope[len(CLIENT_PREFIX) :]).network
-    except UsageError:
-        return None

@@ -5,10 +5,12 @@ Who calls it: ``mailwarden relay`` (add, list, remove, purge) and the policy dae
 
 An entry is permanent (``expires_at`` NULL) or temporary, POP-before-SMTP style: it is
 active while ``expires_at > now`` and ignored afterwards until ``purge`` deletes it.
-``network`` holds the canonical form from ``core.relaynet.parse_network``.
+``network`` holds the canonical form from ``core.relaynet.parse_network``. ``source`` says
+who made the entry: ``admin`` (``relay add``) or ``pop-before-smtp`` (``allow_login``,
+after a POP3/IMAP login; schema 0009).
 
-Errors: ``Conflict`` when an active entry for the network exists (an expired one is
-replaced), ``NotFound`` when removing an entry that does not exist.
+Errors: ``Conflict`` when an active entry for the network exists (an expired one, or
+one a login made, is replaced), ``NotFound`` when removing an entry that does not exist.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from mailwarden.errors import NotFound
 from mailwarden.store.db import Tx
 
-_COLUMNS = "network, expires_at, note, created_at"
+_COLUMNS = "network, expires_at, note, created_at, source"
+ADMIN, LOGIN = "admin", "pop-before-smtp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +31,19 @@ class RelayNetwork:
     expires_at: int | None
     note: str
     created_at: int
+    source: str = ADMIN
 
     def expired(self, now: int) -> bool:
         return self.expires_at is not None and self.expires_at <= now
 
 
 def add(tx: Tx, network: str, *, now: int, expires_at: int | None = None, note: str = "") -> None:
-    """Insert ``network`` (already canonical); an expired entry of that name is replaced."""
+    """Insert ``network`` (already canonical); an expired entry of that name, or one a
+    login made (``allow_login``), is replaced."""
     tx.execute(
-        "DELETE FROM relay_networks WHERE network = ? AND expires_at IS NOT NULL "
-        "AND expires_at <= ?",
-        (network, now),
+        "DELETE FROM relay_networks WHERE network = ? AND (source = ? OR "
+        "(expires_at IS NOT NULL AND expires_at <= ?))",
+        (network, LOGIN, now),
     )
     tx.insert(
         "INSERT INTO relay_networks (network, expires_at, note, created_at) VALUES (?, ?, ?, ?)",
@@ -75,6 +80,38 @@ def remove(tx: Tx, network: str) -> None:
         raise NotFound(f"relay network {network!r} does not exist")
 
 
+def allow_login(tx: Tx, host: str, *, now: int, expires_at: int) -> str:
+    """Let ``host`` (one canonical address) relay until ``expires_at`` after a login.
+
+    A new entry is marked ``pop-before-smtp``; one of that source is extended (never
+    shortened); an active entry the admin made is left as it is. Expired login entries
+    are deleted on the way (the table cleans itself). Returns ``added``, ``extended``
+    or ``kept``.
+    """
+    tx.execute(
+        "DELETE FROM relay_networks WHERE source = ? AND expires_at IS NOT NULL "
+        "AND expires_at <= ?",
+        (LOGIN, now),
+    )
+    entry = get(tx, host)
+    if entry is not None and not entry.expired(now):
+        if entry.source != LOGIN:
+            return "kept"
+        tx.execute(
+            "UPDATE relay_networks SET expires_at = ? WHERE network = ? AND expires_at < ?",
+            (expires_at, host, expires_at),
+        )
+        return "extended"
+    tx.execute("DELETE FROM relay_networks WHERE network = ?", (host,))  # an expired one
+    tx.insert(
+        "INSERT INTO relay_networks (network, expires_at, note, created_at, source)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (host, expires_at, "", now, LOGIN),
+        conflict=f"relay network {host!r} already exists",
+    )
+    return "added"
+
+
 def purge(tx: Tx, now: int) -> int:
     """Delete expired entries; return how many."""
     return tx.execute(
@@ -89,4 +126,5 @@ def _network(row: dict[str, Any]) -> RelayNetwork:
         None if expires is None else int(expires),
         str(row["note"]),
         int(row["created_at"]),
+        str(row["source"]),
     )

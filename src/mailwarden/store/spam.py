@@ -1,15 +1,15 @@
 """Spam settings and allow/block lists (tables ``spam_settings`` and ``access_lists``).
 
 Who calls it: ``mailwarden spam`` (set, show, allow, block, unlist, lists); the delivery
-agent (``effective_for``: what to do with a scored message) and the policy daemon
-(``lists_for`` and ``layers_for``, cached, combined by ``core.spamsettings.list_decision``;
-``access_decision`` does the same uncached).
+agent (``layers_for``: what to do with a scored message), the policy daemon and the
+milter (``access_lists``), through ``store.sql.SqlStore`` where they have one. What the
+layers and lists mean is decided in ``core.spamsettings`` (``Layers.effective``,
+``access_decision``); this module only reads and writes rows.
 
 Both tables are keyed by ``scope``: ``global``, a local domain name or a mailbox
 address (see ``store.scopes``); rows of a domain or mailbox carry its id so they go with
-it. The layering rules live in ``core.spamsettings``; this module only reads and writes.
-A NULL ``action`` or ``threshold`` means "inherit from the layer above"; the ``global`` row
-(seeded by the schema) always has both.
+it. A NULL ``action`` or ``threshold`` means "inherit from the layer above"; the
+``global`` row (seeded by the schema) always has both.
 
 Errors: ``UsageError`` for clearing a global setting or for setting nothing;
 ``NotFound`` for unlisting a pattern that is not listed.
@@ -18,36 +18,14 @@ Errors: ``UsageError`` for clearing a global setting or for setting nothing;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from mailwarden.core import spamsettings
-from mailwarden.core.spamsettings import Effective, Layer
+from mailwarden.core.spamsettings import AccessLists, Effective, Layer, Layers
 from mailwarden.errors import NotFound, UsageError
 from mailwarden.store.db import Tx
 from mailwarden.store.scopes import GLOBAL, Scope
 
 SETTINGS = ("action", "threshold", "enforce")
-
-
-@dataclass(frozen=True, slots=True)
-class Layers:
-    """The rows that apply to one recipient; None where a layer has no row."""
-
-    global_: Layer
-    domain: Layer | None = None
-    mailbox: Layer | None = None
-
-    @property
-    def enforce_flags(self) -> dict[str, bool]:
-        return {
-            "global": self.global_.enforce,
-            "domain": bool(self.domain and self.domain.enforce),
-            "mailbox": bool(self.mailbox and self.mailbox.enforce),
-        }
-
-    def effective(self) -> Effective:
-        return spamsettings.effective(self.global_, self.domain, self.mailbox)
 
 
 # --- settings --------------------------------------------------------------------------
@@ -101,7 +79,7 @@ def layers_for(tx: Tx, recipient: str) -> Layers:
 
 
 def effective_for(tx: Tx, mailbox_address: str) -> Effective:
-    """The spam treatment for mail to ``mailbox_address`` (for the delivery agent)."""
+    """The spam treatment for mail to ``mailbox_address`` (``Layers.effective``)."""
     return layers_for(tx, mailbox_address).effective()
 
 
@@ -183,10 +161,7 @@ def _layer_scopes(recipient: str) -> tuple[str, str]:
     return value.rsplit("@", 1)[1], value
 
 
-def access_decision(
-    tx: Tx, recipient: str, sender: str, client_ip: str, *, delimiter: str = "+"
-) -> str | None:
-    """``"allow"``, ``"block"`` or None for mail from ``sender``/``client_ip`` to a recipient."""
-    grouped = spamsettings.by_layer(lists_for(tx, recipient))
-    flags = layers_for(tx, recipient).enforce_flags
-    return spamsettings.list_decision(sender, client_ip, grouped, flags, delimiter=delimiter)
+def access_lists(tx: Tx, recipient: str) -> AccessLists:
+    """The list entries and enforced layers for a recipient (``core.spamsettings.
+    access_decision`` decides with them)."""
+    return AccessLists(tuple(lists_for(tx, recipient)), layers_for(tx, recipient).enforced)

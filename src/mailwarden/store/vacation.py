@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mailwarden.core import vacation as rules
 from mailwarden.store.db import Tx
 
 DEFAULT_INTERVAL = 7 * 86400
@@ -39,10 +40,19 @@ class Vacation:
     updated_at: int
 
     def in_effect(self, now: int) -> bool:
-        """Active, started and not yet ended at ``now``."""
-        started = self.starts_at is None or self.starts_at <= now
-        running = self.ends_at is None or now < self.ends_at
-        return self.active and started and running
+        """Active, started and not yet ended at ``now`` (``core.vacation.in_window``)."""
+        return self.active and rules.in_window(self.starts_at, self.ends_at, now)
+
+    def rule(self) -> rules.Vacation:
+        """The facts ``core.vacation`` decides with."""
+        return rules.Vacation(
+            self.subject,
+            self.body,
+            self.starts_at,
+            self.ends_at,
+            self.interval_seconds,
+            self.active,
+        )
 
 
 def set_vacation(
