@@ -73,7 +73,7 @@ def record(tx: Tx, source_name: str) -> dict[str, Any]:
     targets = aliases.destinations(tx, source_name)
     if not targets:
         raise NotFound(f"unknown alias {source_name!r}")
-    active = bool(tx.scalar("SELECT MAX(active) FROM aliases WHERE source = ?", (source_name,)))
+    active = aliases.is_active(tx, source_name)
     return {
         "source": source_name,
         "domain": source_name.rpartition("@")[2],

@@ -48,6 +48,11 @@ def source_exists(tx: Tx, source: str) -> bool:
     return tx.scalar("SELECT 1 FROM aliases WHERE source = ?", (source,)) is not None
 
 
+def is_active(tx: Tx, source: str) -> bool:
+    """True when any row of ``source`` is active (an alias is switched off as a whole)."""
+    return bool(tx.scalar("SELECT MAX(active) FROM aliases WHERE source = ?", (source,)))
+
+
 def sources_to(tx: Tx, destination: str) -> list[str]:
     """Alias sources that deliver to ``destination``."""
     rows = tx.all(
