@@ -11,8 +11,11 @@ Errors: ``argparse.ArgumentTypeError`` (argparse's one line, exit 2).
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Sequence
 
-from mailwarden.config import MAX_WORKERS, METRICS_OFF, is_host_port
+from mailwarden import config
+from mailwarden.config import MAX_WORKERS, METRICS_OFF, Settings, is_host_port
 from mailwarden.daemon.logging import LEVELS
 
 
@@ -67,3 +70,24 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
         choices=LEVELS,
         help="'info' logs one line per decision (default)",
     )
+
+
+def standalone(
+    name: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[Settings, argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """``python -m mailwarden.NAME``: parse ``--config`` and the daemon's options, load
+    the settings, run; a ``MailwardenError`` is one line on stderr and exit 1."""
+    from mailwarden.errors import MailwardenError
+
+    parser = argparse.ArgumentParser(prog=f"mailwarden-{name}")
+    parser.add_argument("--config", metavar="PATH")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(config.load(args.config), args)
+    except MailwardenError as exc:
+        print(f"mailwarden {name}: {exc}", file=sys.stderr)
+        return 1

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -41,10 +40,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from mailwarden import config
 from mailwarden.config import Settings
 from mailwarden.daemon import logging as daemon_logging
-from mailwarden.daemon import readiness
+from mailwarden.daemon import options, readiness
 from mailwarden.daemon.logging import lifecycle
 from mailwarden.daemon.metrics import serve_http
-from mailwarden.errors import MailwardenError, StoreError
+from mailwarden.errors import StoreError
 from mailwarden.fetch.options import add_arguments
 from mailwarden.fetch.run import RunResult, run_account
 from mailwarden.store import fetch as store
@@ -193,12 +192,4 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailwarden-fetchd")
-    parser.add_argument("--config", metavar="PATH")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(config.load(args.config), args)
-    except MailwardenError as exc:
-        print(f"mailwarden fetchd: {exc}", file=sys.stderr)
-        return 1
+    return options.standalone("fetchd", add_arguments, run, argv)

@@ -41,12 +41,11 @@ from mailwarden import config
 from mailwarden.config import Settings
 from mailwarden.daemon import listen as listening
 from mailwarden.daemon import logging as daemon_logging
-from mailwarden.daemon import readiness
+from mailwarden.daemon import options, readiness
 from mailwarden.daemon.listen import Address
 from mailwarden.daemon.logging import lifecycle
 from mailwarden.daemon.metrics import MultiProcess, serve_http
 from mailwarden.daemon.supervisor import Supervisor, accept_signals
-from mailwarden.errors import MailwardenError
 from mailwarden.metrics import PolicyMetrics
 from mailwarden.policyd import workers
 from mailwarden.policyd.cache import TTLCache
@@ -180,15 +179,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailwarden-policyd")
-    parser.add_argument("--config", metavar="PATH")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(config.load(args.config), args)
-    except MailwardenError as exc:
-        print(f"mailwarden policyd: {exc}", file=sys.stderr)
-        return 1
+    return options.standalone("policyd", add_arguments, run, argv)
 
 
 if __name__ == "__main__":
